@@ -1,0 +1,128 @@
+"""Checks that teach: the helpers the labs' test cells are built from.
+
+Every check looks at the type first (so an object whose ``__eq__`` is always
+true cannot pass), then dtype and shape, then values against a reference
+computed at test time, and fails with an ``AssertionError`` whose message names
+the likely mistake. Checks never print and return ``None``, so a test cell made
+of them is silent and ends without a value, as nbgrader needs.
+
+``compare`` is the exception: it is for learners, prints a one-line report
+(exact / approximate / max difference) and never raises, in the spirit of the
+``cmp`` helper in Karpathy's backprop lecture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+__all__ = ["assert_type", "assert_tensor", "assert_close_float", "assert_raises", "compare", "quiet"]
+
+
+def _fail(what: str, hint: str | None) -> None:
+    raise AssertionError(what + (f"\nHint: {hint}" if hint else ""))
+
+
+def assert_type(obj: Any, expected: type | tuple[type, ...], name: str, hint: str | None = None) -> None:
+    """Fail unless ``type(obj)`` is (a subclass of) ``expected``.
+
+    Subclasses of ``torch.Tensor`` other than ``torch.nn.Parameter`` are
+    refused: a tensor subclass can override comparisons.
+    """
+    if not isinstance(obj, expected):
+        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+        _fail(f"{name} should be a {names}, got {type(obj).__name__}.", hint)
+    if isinstance(obj, torch.Tensor) and type(obj) not in (torch.Tensor, torch.nn.Parameter):
+        _fail(f"{name} should be a plain torch.Tensor, got the subclass {type(obj).__name__}.", hint)
+
+
+def assert_tensor(
+    actual: Any,
+    expected: torch.Tensor,
+    name: str = "result",
+    *,
+    hint: str | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    check_dtype: bool = True,
+    equal_nan: bool = False,
+) -> None:
+    """Check type, dtype, shape and values of ``actual`` against ``expected``.
+
+    Infinities must match in position and sign (``-inf`` logits of a filter).
+    """
+    assert_type(actual, torch.Tensor, name, hint)
+    if check_dtype and actual.dtype != expected.dtype:
+        _fail(f"{name} has dtype {actual.dtype}, expected {expected.dtype}.", hint)
+    if tuple(actual.shape) != tuple(expected.shape):
+        _fail(f"{name} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}.", hint)
+    a = actual.detach().to("cpu", expected.dtype if not check_dtype else actual.dtype)
+    e = expected.detach().to("cpu")
+    if a.is_floating_point():
+        inf_a, inf_e = torch.isinf(a), torch.isinf(e)
+        if not torch.equal(inf_a, inf_e) or not torch.equal(a[inf_a], e[inf_e]):
+            n = int((inf_a != inf_e).sum())
+            _fail(f"{name}: infinite entries differ from the reference ({n} positions).", hint)
+        finite = ~inf_e
+        a, e = a[finite], e[finite]
+    try:
+        torch.testing.assert_close(a, e, atol=atol, rtol=rtol, equal_nan=equal_nan, check_dtype=False)
+    except AssertionError:
+        diff = (a.double() - e.double()).abs()
+        diff = diff[~torch.isnan(diff)]
+        worst = f"{diff.max().item():.3g}" if diff.numel() else "nan"
+        _fail(f"{name} differs from the reference (max abs difference {worst}, tolerance {atol:g}).", hint)
+
+
+def assert_close_float(actual: Any, expected: float, name: str = "result", *, hint: str | None = None,
+                       atol: float = 1e-6, rtol: float = 1e-5) -> None:
+    """Check that ``actual`` is a Python number (not a tensor) close to ``expected``."""
+    if isinstance(actual, bool) or not isinstance(actual, (int, float)):
+        _fail(f"{name} should be a Python float, got {type(actual).__name__}.",
+              hint or "convert a one-element tensor with .item()")
+    if not abs(float(actual) - expected) <= atol + rtol * abs(expected):
+        _fail(f"{name} = {actual!r}, expected {expected!r}.", hint)
+
+
+def assert_raises(exc_type: type[BaseException], fn: Callable[..., Any], *args: Any,
+                  hint: str | None = None, **kwargs: Any) -> None:
+    """Fail unless ``fn(*args, **kwargs)`` raises ``exc_type``."""
+    call = f"{getattr(fn, '__name__', 'function')}({', '.join([repr(a) if not isinstance(a, torch.Tensor) else 'tensor' for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
+    try:
+        fn(*args, **kwargs)
+    except exc_type:
+        return
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - we report what was raised instead
+        _fail(f"{call} raised {type(exc).__name__}: {exc}; expected {exc_type.__name__}.", hint)
+    _fail(f"{call} should raise {exc_type.__name__} but returned normally.", hint)
+
+
+def compare(name: str, actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Print whether ``actual`` matches ``expected`` exactly, approximately, and the max difference."""
+    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+        shape = getattr(actual, "shape", None)
+        print(f"{name:24s} | shape {shape} vs expected {tuple(expected.shape)}: cannot compare")
+        return
+    a, e = actual.detach().cpu().double(), expected.detach().cpu().double()
+    exact = bool(torch.equal(a, e))
+    approx = bool(torch.allclose(a, e, atol=1e-5, rtol=1e-4, equal_nan=True))
+    finite = torch.isfinite(a) & torch.isfinite(e)
+    maxdiff = (a[finite] - e[finite]).abs().max().item() if finite.any() else 0.0
+    print(f"{name:24s} | exact: {str(exact):5s} | approximate: {str(approx):5s} | max diff: {maxdiff:.2e}")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence warnings, stdout and stderr inside a test cell (nbgrader scores
+    a test cell 0 when anything reaches stderr)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            yield

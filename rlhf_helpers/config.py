@@ -1,0 +1,100 @@
+"""Profiles: which models and data the kit uses.
+
+``tiny`` (the default) is the offline model world this kit builds and ships in
+``rlhf_helpers/world/``; ``hub`` names the real course models on the Hugging
+Face Hub. Both are loaded by the same ``from_pretrained`` calls, so switching
+is one setting::
+
+    export RLHF_COURSE_PROFILE=hub   # or pass profile="hub" to the loaders
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILE_ENV = "RLHF_COURSE_PROFILE"
+WORLD_ENV = "RLHF_COURSE_WORLD"
+"""Environment variable that points the tiny profile at another world folder
+(the tests use it to load a freshly rebuilt world)."""
+
+PACKAGE_WORLD = Path(__file__).resolve().parent / "world"
+REBUILD_HINT = "Rebuild it with `rlhf-course build-world` (a few minutes on 2 cores)."
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where a profile's models and data come from."""
+
+    name: str = field(metadata={"help": "profile name: 'tiny' or 'hub'"})
+    policy: str = field(metadata={"help": "causal LM (SFT policy): a folder or a Hub repo id"})
+    reward: str = field(metadata={"help": "sentiment classifier: a folder or a Hub repo id"})
+    reviews: str = field(metadata={"help": "review corpus: a folder or a Hub dataset id"})
+    offline: bool = field(metadata={"help": "True when everything is on local disk"})
+    description: str = field(default="", metadata={"help": "one line for humans"})
+
+    @property
+    def world_dir(self) -> Path | None:
+        """The folder holding the tiny world, or None for the hub profile."""
+        return Path(self.policy).parent if self.offline else None
+
+
+def tiny_world_dir() -> Path:
+    """The tiny world's folder: ``$RLHF_COURSE_WORLD`` or the one shipped in the package."""
+    return Path(os.environ.get(WORLD_ENV) or PACKAGE_WORLD)
+
+
+def _tiny() -> Profile:
+    root = tiny_world_dir()
+    return Profile(
+        name="tiny",
+        policy=str(root / "policy"),
+        reward=str(root / "reward"),
+        reviews=str(root / "data"),
+        offline=True,
+        description="offline tiny world built by this kit (CPU, seconds)",
+    )
+
+
+def _hub() -> Profile:
+    return Profile(
+        name="hub",
+        policy="lvwerra/gpt2-imdb",
+        reward="lvwerra/distilbert-imdb",
+        reviews="stanfordnlp/imdb",
+        offline=False,
+        description="the real course models and IMDb (Hub access; a GPU is advised)",
+    )
+
+
+PROFILES = {"tiny": _tiny, "hub": _hub}
+
+
+def resolve_profile_name(profile: str | None = None) -> str:
+    """The profile to use: the argument, else ``$RLHF_COURSE_PROFILE``, else ``"tiny"``."""
+    name = profile if profile is not None else os.environ.get(PROFILE_ENV) or "tiny"
+    if not isinstance(name, str):
+        raise TypeError(f"profile must be a string such as 'tiny' or 'hub', got {type(name).__name__}")
+    name = name.strip().lower()
+    if name not in PROFILES:
+        source = "argument profile" if profile is not None else f"environment variable {PROFILE_ENV}"
+        raise ValueError(
+            f"Unknown profile {name!r} (from the {source}). Expected one of "
+            f"{sorted(PROFILES)}: 'tiny' is the offline default, 'hub' the real course models."
+        )
+    return name
+
+
+def get_profile(profile: str | None = None) -> Profile:
+    """Return the :class:`Profile` named by ``profile`` (see :func:`resolve_profile_name`)."""
+    return PROFILES[resolve_profile_name(profile)]()
+
+
+def get_device(device: str | None = None) -> str:
+    """``device`` if given, else ``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
