@@ -1,0 +1,118 @@
+"""The datasets: movie reviews and preference pairs.
+
+==========================================  ================================  =======================
+function                                     tiny (default, offline)            hub
+==========================================  ================================  =======================
+``load_reviews(split)``                      the grammar's reviews              ``stanfordnlp/imdb``
+``load_raw_preference_records(split)``       shipped with the world             built from the hub models
+``load_preference_pairs(split)``             ``prompt`` / ``chosen`` / ``rejected`` from the raw records
+==========================================  ================================  =======================
+
+Splits are ``"train"`` and ``"test"``. Labels are ``1`` positive, ``0`` negative.
+A raw preference record is ``{"prefix": str, "completions": [str, str],
+"scores": [float, float]}``: two continuations sampled from the policy, scored
+by the reward model's POSITIVE logit on prefix + continuation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rlhf_helpers.config import REBUILD_HINT, get_profile
+
+SPLITS = ("train", "test")
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}: expected one of {list(SPLITS)}.")
+    return split
+
+
+def _world_file(folder: str, name: str) -> Path:
+    path = Path(folder) / name
+    if not path.is_file():
+        from rlhf_helpers.models import WorldError
+
+        raise WorldError(f"The tiny world has no data file {path}. {REBUILD_HINT}")
+    return path
+
+
+def _read(path: Path) -> list[dict]:
+    from rlhf_helpers.models import WorldError
+    from rlhf_helpers.world import read_jsonl_gz
+
+    try:
+        return read_jsonl_gz(path)
+    except (OSError, EOFError, ValueError) as exc:
+        raise WorldError(f"Data file {path} is corrupt ({exc}). {REBUILD_HINT}") from exc
+
+
+def load_reviews(split: str = "train", profile: str | None = None):
+    """Movie reviews as a ``datasets.Dataset`` with columns ``text`` and ``label``."""
+    import datasets
+
+    _check_split(split)
+    prof = get_profile(profile)
+    if prof.offline:
+        rows = _read(_world_file(prof.reviews, f"reviews_{split}.jsonl.gz"))
+        return datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]})
+    return datasets.load_dataset(prof.reviews, split=split)
+
+
+def _hub_preference_cache(split: str) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlhf-course"
+    return root / f"hub_preferences_{split}.jsonl.gz"
+
+
+def load_raw_preference_records(split: str = "train", profile: str | None = None) -> list[dict]:
+    """Raw records ``{"prefix", "completions": [a, b], "scores": [sa, sb]}`` (see module doc).
+
+    In the hub profile the records are sampled from ``lvwerra/gpt2-imdb`` and
+    scored by ``lvwerra/distilbert-imdb`` on the first words of IMDb reviews the
+    first time they are asked for (a few minutes on a GPU), then cached.
+    """
+    _check_split(split)
+    prof = get_profile(profile)
+    if prof.offline:
+        return _read(_world_file(prof.reviews, f"preferences_{split}.jsonl.gz"))
+    cache = _hub_preference_cache(split)
+    if cache.is_file():
+        return _read(cache)
+    import random
+
+    from rlhf_helpers.models import load_policy, load_reward_pipeline
+    from rlhf_helpers.world import make_preference_records, review_prefixes, write_jsonl_gz
+
+    model, tokenizer = load_policy(prof.name)
+    pipe = load_reward_pipeline(prof.name)
+    n = 2000 if split == "train" else 200
+    texts = load_reviews(split, prof.name).shuffle(seed=0)["text"][:n]
+    prefixes = review_prefixes(texts, random.Random(0), min_words=3, max_words=8)
+    records = make_preference_records(model, tokenizer, pipe, prefixes, max_new_tokens=32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl_gz(cache, records)
+    return records
+
+
+def record_to_pair(record: dict) -> dict | None:
+    """``{"prompt", "chosen", "rejected"}`` from a raw record; ``None`` for a tie."""
+    (a, b), (sa, sb) = record["completions"], record["scores"]
+    if sa == sb:
+        return None
+    chosen, rejected = (a, b) if sa > sb else (b, a)
+    return {"prompt": record["prefix"], "chosen": chosen, "rejected": rejected}
+
+
+def load_preference_pairs(split: str = "train", profile: str | None = None):
+    """Preference pairs as a ``datasets.Dataset`` with ``prompt``, ``chosen``, ``rejected``.
+
+    The chosen continuation is the one the reward model scores higher; ties are
+    dropped. This is TRL's "standard" preference format: ``chosen`` and
+    ``rejected`` hold only the continuation, which follows ``prompt`` directly.
+    """
+    import datasets
+
+    pairs = [p for p in map(record_to_pair, load_raw_preference_records(split, profile)) if p is not None]
+    return datasets.Dataset.from_dict({k: [p[k] for p in pairs] for k in ("prompt", "chosen", "rejected")})
