@@ -6,6 +6,7 @@
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
 PORT   ?= 8888
+LAB_DIR ?= labs
 LAB_ARGS ?=
 # JupyterLab refuses to start as root unless told; containers and CI often run as root
 ROOT_ARGS := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -46,7 +47,7 @@ system-deps:
 	fi
 
 lab: setup
-	RLHF_COURSE_PROFILE=$${RLHF_COURSE_PROFILE:-tiny} $(BIN)/jupyter lab --notebook-dir=labs --ServerApp.port=$(PORT) $(ROOT_ARGS) $(LAB_ARGS)
+	RLHF_COURSE_PROFILE=$${RLHF_COURSE_PROFILE:-tiny} $(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) --ServerApp.port=$(PORT) $(ROOT_ARGS) $(LAB_ARGS)
 
 test: setup system-deps
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -62,3 +62,17 @@ def reward_pipe():
     from rlhf_helpers.models import load_reward_pipeline
 
     return load_reward_pipeline("tiny", device="cpu")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report as ``item.rep_<phase>`` (the browser test screenshots failures)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def pytest_terminal_summary(terminalreporter):
+    shots = REPO / "test-artifacts" / "browser"
+    if shots.is_dir() and any(shots.iterdir()):
+        terminalreporter.write_line(f"browser screenshots: {shots}")

@@ -1,0 +1,206 @@
+"""The kit in a real browser: JupyterLab started by `make lab`, driven by headless Chromium.
+
+Playwright's Python package drives Debian's Chromium (`/usr/bin/chromium`, installed by
+`make test`'s system-deps step) through ``executable_path``; nothing downloads a browser.
+JupyterLab serves a scratch copy of ``labs/`` (it autosaves, and the repo's copies
+must stay output-free). Screenshots of every state go to ``test-artifacts/browser/``,
+named in the test summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TOKEN = "browser-test"
+SHOTS = REPO / "test-artifacts" / "browser"
+# Flags for a closed network: no background fetches, no first-run, no sandbox as root.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LAB_SETTINGS = {
+    # render every cell (JupyterLab 4 windows long notebooks, hiding off-screen cells from the DOM)
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab_server(tmp_path_factory):
+    """`make lab` on a scratch copy of labs/, on its own port, with a known token."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium).")
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(REPO / "labs", root / "labs")
+    for rel, value in LAB_SETTINGS.items():
+        path = root / "settings" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    port = _free_port()
+    args = (f"--no-browser --ServerApp.token={TOKEN} --LabApp.user_settings_dir={root / 'settings'} "
+            f"--LabApp.workspaces_dir={root / 'workspaces'}")
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen(["make", "-s", "lab", f"PORT={port}", f"LAB_DIR={root / 'labs'}", f"LAB_ARGS={args}"],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={k: v for k, v in os.environ.items() if k != "RLHF_COURSE_PROFILE"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("JupyterLab did not start:\n" + (root / "server.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield url
+    finally:  # stop the server even when an assertion failed
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        shoot(pg, f"{request.node.name}-FAILED")
+    context.close()
+
+
+def shoot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    print(f"screenshot: {path}")
+    return path
+
+
+def open_notebook(page, url: str, rel: str) -> None:
+    page.goto(f"{url}/lab/tree/{rel}?token={TOKEN}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    page.wait_for_function(
+        "() => document.querySelector('.jp-Notebook-ExecutionIndicator')?.getAttribute('data-status') === 'idle'",
+        timeout=120_000)
+
+
+def run_cells_until(page, marker: str) -> None:
+    """Run cells one at a time, as a learner pressing Shift+Enter would, up to and
+    including the first cell whose source contains ``marker``. Unanswered exercises
+    raise in the student copy; running cell by cell carries on past them."""
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    sources = cells.evaluate_all("els => els.map(e => e.querySelector('.jp-InputArea-editor')?.innerText || '')")
+    target = next((i for i, s in enumerate(sources) if marker in s), None)
+    assert target is not None, f"no cell contains {marker!r}"
+    for i in range(target + 1):
+        cell = cells.nth(i)
+        cell.locator(".jp-InputArea-prompt").first.click()
+        page.keyboard.press("Shift+Enter")
+        if "jp-CodeCell" in (cell.get_attribute("class") or ""):
+            prompt = cell.locator(".jp-InputArea-prompt").first.element_handle()
+            page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)", arg=prompt, timeout=180_000)
+
+
+def set_readout(page, control, value: str) -> None:
+    """Type a value into a slider's editable readout (or a text box) and press Enter."""
+    box = control.locator(".widget-readout, input").first
+    box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+
+
+def _image_src(page, selector: str) -> str:
+    return page.locator(f"{selector} img, img{selector}").first.get_attribute("src") or ""
+
+
+def test_generation_explorer_updates_text_and_chart(lab_server, page):
+    from rlhf_helpers.widgets import EXPLORER_CHART_CLASS, EXPLORER_CLASS, EXPLORER_TEXT_CLASS
+
+    open_notebook(page, lab_server, "lab1_sampling/lab1_sampling.ipynb")
+    run_cells_until(page, "generation_explorer(")
+    panel = page.locator(f".{EXPLORER_CLASS}").first
+    panel.scroll_into_view_if_needed()
+    text, chart = f".{EXPLORER_TEXT_CLASS}", f".{EXPLORER_CHART_CLASS}"
+    page.wait_for_function(f"() => document.querySelector('{text}')?.innerText.trim().length > 0")
+    text0, chart0 = page.locator(text).inner_text(), _image_src(page, chart)
+    assert chart0.startswith("blob:") or chart0.startswith("data:"), "the chart should be an image"
+    shoot(page, "lab1-explorer-initial")
+
+    set_readout(page, panel.locator(".rlhf-control-temperature"), "2.5")
+    page.wait_for_function(f"src => (document.querySelector('{chart} img, img{chart}')?.src || '') !== src",
+                           arg=chart0)
+    chart1 = _image_src(page, chart)
+    shoot(page, "lab1-explorer-temperature-2.5")
+
+    text1 = page.locator(text).inner_text()
+    set_readout(page, panel.locator(".rlhf-control-seed"), "7")
+    page.wait_for_function(f"t => document.querySelector('{text}')?.innerText !== t", arg=text1)
+    text2 = page.locator(text).inner_text()
+    shoot(page, "lab1-explorer-seed-7")
+    assert chart1 != chart0, "the probability chart should change with the temperature"
+    assert text2 != text1 and text2 != text0, "the generated text should change with the seed"
+    assert text2.startswith("the acting was") or len(text2) > 0
+
+
+def test_validate_button_is_on_a_lab(lab_server, page):
+    open_notebook(page, lab_server, "lab2_rewards/lab2_rewards.ipynb"
+                  if (REPO / "labs" / "lab2_rewards").exists() else "lab1_sampling/lab1_sampling.ipynb")
+    button = page.locator("[title='Validate Assignment']").first
+    button.wait_for()
+    assert button.is_visible() and "Validate" in button.inner_text()
+    shoot(page, "validate-button")
+
+
+def test_beta_slider_updates_bars(lab_server, page):
+    if not (REPO / "labs" / "lab4_kl_beta").exists():
+        pytest.fail("labs/lab4_kl_beta is missing: release lab 4 first (rlhf-course release)")
+    open_notebook(page, lab_server, "lab4_kl_beta/lab4_kl_beta.ipynb")
+    run_cells_until(page, "beta_explorer(")
+    panel = page.locator(".rlhf-beta-explorer").first
+    panel.scroll_into_view_if_needed()
+    page.wait_for_function("() => !!document.querySelector('.rlhf-beta-explorer img')")
+    before = page.locator(".rlhf-beta-explorer img").first.get_attribute("src")
+    shoot(page, "lab4-beta-initial")
+    set_readout(page, panel.locator(".widget-slider").first, "0.05")
+    page.wait_for_function("src => document.querySelector('.rlhf-beta-explorer img')?.src !== src", arg=before)
+    shoot(page, "lab4-beta-0.05")
+    assert page.locator(".rlhf-beta-explorer img").first.get_attribute("src") != before
