@@ -1,0 +1,183 @@
+"""``rlhf-course release | grade | check``: the grading subcommands.
+
+``rlhf_helpers.cli`` calls :func:`register` with its argparse subparsers. Each
+command returns an exit status: 0 on success, 1 when the work found a problem
+(labs out of date, a submission that could not be graded, a notebook short of
+full marks), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from . import course as C
+
+
+def _solutions(args) -> Path:
+    return Path(args.solutions) if args.solutions else C.default_solutions_dir()
+
+
+def _settings(args, jobs: int = 1):
+    from .grading import Settings
+
+    return Settings(cell_timeout=args.cell_timeout, budget=args.budget, memory_mb=args.memory_mb,
+                    sandbox=not args.no_sandbox, jobs=jobs)
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
+    p.add_argument("--cell-timeout", type=int, default=120, metavar="S", help="seconds each cell may run (default 120)")
+    p.add_argument("--budget", type=int, default=900, metavar="S", help="seconds a whole notebook may run (default 900)")
+    p.add_argument("--memory-mb", type=int, default=4096, metavar="MB", help="memory cap per notebook, MiB (default 4096)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run notebooks WITHOUT bubblewrap isolation (no network/filesystem protection): "
+                        "only for your own notebooks on a machine without bwrap")
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Regenerate (or with --check, compare) the student copies."""
+    solutions = _solutions(args)
+    labs_dir = Path(args.labs) if args.labs else solutions.parent / "labs"
+    lab_ids = C.find_labs(solutions)
+    if not lab_ids:
+        print(f"no labs in {solutions} (expected {solutions}/<lab_id>/<lab_id>.ipynb)")
+        return 0
+    bad = {lab: C.validate_source(C.source_notebook(solutions, lab)) for lab in lab_ids}
+    bad = {k: v for k, v in bad.items() if v}
+    if bad:
+        for lab, problems in bad.items():
+            print(f"{lab}: invalid source", *[f"  {p}" for p in problems], sep="\n", file=sys.stderr)
+        print("fix the sources above (see docs/AUTHORING.md), then run `rlhf-course release` again", file=sys.stderr)
+        return 1
+    if args.check:
+        diff = C.release_diff(solutions, labs_dir)
+        if diff:
+            print(f"{labs_dir} is out of date with {solutions}:", *[f"  {d}" for d in diff], sep="\n")
+            print("run `rlhf-course release` and commit the result")
+            return 1
+        print(f"{labs_dir} is in sync with {solutions} ({len(lab_ids)} labs)")
+        return 0
+    stale = [p for p in labs_dir.iterdir() if p.is_dir() and p.name not in lab_ids] if labs_dir.is_dir() else []
+    C.build_release(solutions, labs_dir, lab_ids)
+    for lab in lab_ids:
+        print(f"released {labs_dir / lab / (lab + '.ipynb')}")
+    for p in stale:
+        print(f"warning: {p} has no source in {solutions}; delete it if the lab was removed", file=sys.stderr)
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Grade a class; exit 1 when any submission could not be graded."""
+    from .grading import grade_class
+
+    out = Path(args.out)
+    if args.restart and out.exists():
+        for name in ("course", "results", "feedback", "grades.csv", "logs"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    records = grade_class(Path(args.submissions), out, _solutions(args), _settings(args, args.jobs))
+    errors = [r for r in records if r["status"] != "graded"]
+    print(f"graded {len(records) - len(errors)} of {len(records)} submissions; "
+          f"wrote {out / 'grades.csv'} and {out / 'feedback'}/")
+    if any(r.get("pending_max") for r in records):
+        print(f"written answers are pending: grade them with `nbgrader formgrader` in {out / 'course'}")
+    for r in errors:
+        print(f"ERROR {r['student_id']}/{r['lab_id']}: {'; '.join(r['notes'])}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def format_check(record: dict) -> str:
+    """The report ``check`` prints: per-question points, failures with hints, the total."""
+    lines = [f"{record['lab_id']}: checked as the grader would (hidden tests included)"]
+    for c in record["cells"]:
+        if c["pending"]:
+            lines.append(f"  {c['grade_id']:32s}   pending / {c['max']:g}  (written answer, graded by hand)")
+        else:
+            mark = "ok " if c["score"] == c["max"] else "FAIL"
+            lines.append(f"  {c['grade_id']:32s} {mark} {c['score'] or 0:g} / {c['max']:g}")
+    if record["notes"]:
+        lines.append("what to look at:")
+        lines += [f"  - {n}" for n in record["notes"]]
+    if record["status"] != "graded":
+        lines.append("RESULT: could not be graded")
+    else:
+        pending = f" (+ {record['pending_max']:g} points of written answers, graded by hand)" if record["pending_max"] else ""
+        verdict = "full marks" if record["auto_score"] == record["auto_max"] else "not yet full marks"
+        lines.append(f"RESULT: {record['auto_score']:g} / {record['auto_max']:g} auto-graded points{pending}: {verdict}")
+    return "\n".join(lines)
+
+
+def check_notebook(notebook: Path, solutions: Path, settings, lab: str | None = None) -> dict:
+    """Grade one notebook exactly as ``grade`` would (same code path, a private class of one)."""
+    from .grading import grade_class
+
+    lab = lab or notebook.stem
+    if lab not in C.find_labs(solutions):
+        raise ValueError(f"{notebook.name}: no lab {lab!r} in {solutions} (pass --lab LAB_ID, "
+                         f"labs: {', '.join(C.find_labs(solutions)) or 'none'})")
+    with tempfile.TemporaryDirectory(prefix="rlhf-check-") as tmp:
+        sub = Path(tmp) / "submissions" / "me" / lab
+        sub.mkdir(parents=True)
+        if notebook.is_file():
+            shutil.copy2(notebook, sub / f"{lab}.ipynb")
+        for extra in notebook.parent.iterdir() if notebook.parent.is_dir() else []:
+            if extra.is_file() and not extra.is_symlink() and extra.suffix != ".ipynb" and extra.stat().st_size < 50 * 2**20:
+                shutil.copy2(extra, sub / extra.name)
+        (record,) = grade_class(Path(tmp) / "submissions", Path(tmp) / "out", solutions, settings,
+                                progress=lambda line: None)
+        return record
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check one notebook; exit 0 only at full auto-graded marks."""
+    notebook = Path(args.notebook)
+    if not notebook.exists():
+        raise FileNotFoundError(f"no notebook {notebook}")
+    record = check_notebook(notebook, _solutions(args), _settings(args), args.lab)
+    print(format_check(record))
+    full = record["status"] == "graded" and record["auto_score"] == record["auto_max"]
+    return 0 if full else 1
+
+
+def _friendly(func):
+    """Report a missing or unusable sandbox as one line with the fix, not a traceback."""
+    def run(args: argparse.Namespace) -> int:
+        from .sandbox import SandboxUnavailable
+
+        try:
+            return func(args)
+        except SandboxUnavailable as exc:
+            print(f"rlhf-course: error: {exc}", file=sys.stderr)
+            return 2
+    run.__doc__ = func.__doc__
+    return run
+
+
+def register(subparsers) -> None:
+    """Add ``release``, ``grade`` and ``check`` to the ``rlhf-course`` command."""
+    p = subparsers.add_parser("release", help="regenerate the student copies labs/ from solutions/ (nbgrader)")
+    p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
+    p.add_argument("--labs", default=None, help="where to write the student copies (default: labs/ beside solutions/)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when labs/ is out of date")
+    p.set_defaults(func=cmd_release)
+
+    p = subparsers.add_parser("grade", help="autograde a class of submissions in a sandbox, in parallel")
+    p.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="folder of <student_id>/<lab_id>/<lab_id>.ipynb")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="where grades.csv, feedback/ and the nbgrader course go")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded at once (default 1)")
+    p.add_argument("--restart", action="store_true", help="forget earlier results in OUT_DIR and grade everything again")
+    _add_limits(p)
+    p.set_defaults(func=_friendly(cmd_grade))
+
+    p = subparsers.add_parser("check", help="check your notebook as the grader would, hidden tests included")
+    p.add_argument("notebook", metavar="NOTEBOOK", help="your lab notebook, e.g. labs/lab1_sampling/lab1_sampling.ipynb")
+    p.add_argument("--lab", default=None, help="lab id (default: the notebook's file name)")
+    _add_limits(p)
+    p.set_defaults(func=_friendly(cmd_check))

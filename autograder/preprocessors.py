@@ -1,0 +1,255 @@
+"""nbgrader preprocessors that make grading safe and honest.
+
+* :class:`SandboxExecute` replaces nbgrader's ``Execute`` in autograding. It
+  runs the kernel in the bubblewrap sandbox (kernelspec ``rlhf-sandbox`` over
+  ZeroMQ ``ipc``), limits every cell's time, and never lets one bad cell lose
+  the whole submission: a cell that times out or kills its kernel gets an error
+  output that says so; the kernel is restarted, the cells that ran before are
+  replayed to restore the learner's state, and grading goes on with the next
+  cell. Every such event is written to a JSON side file for the ``reason``.
+* :class:`StrictSaveAutoGrades` scores a test cell by one rule: it passes when
+  it raised nothing. Text on stderr (a warning, a progress bar) and a trailing
+  value are ignored (nbgrader would score the first 0 and read the second as
+  partial credit).
+* :class:`HideHiddenTests` runs when feedback is made: test cells lose their
+  hidden part, their tracebacks are reduced to the exception line, and any
+  output anywhere that quotes a hidden test is replaced by a notice.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+from traitlets import Dict, Float, Integer, List, Unicode
+
+from nbgrader import utils
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor, SaveAutoGrades
+
+from .course import ANSI, leaks
+
+TIMEOUT_ENAME = "CellTimeoutError"
+DIED_ENAME = "KernelDied"
+NOT_RUN_ENAME = "NotRun"
+
+
+def error_output(ename: str, evalue: str) -> NotebookNode:
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+def _signal_text(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    import signal
+
+    if code < 0 or code > 128:
+        num = -code if code < 0 else code - 128
+        try:
+            name = signal.Signals(num).name
+        except ValueError:
+            name = f"signal {num}"
+        what = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed", "SIGABRT": "aborted"}.get(name, name)
+        return f"{what} ({name})"
+    return f"exit status {code}"
+
+
+class SandboxExecute(Execute):
+    """nbgrader's ``Execute``, with per-cell limits, crash recovery and a time budget."""
+
+    kernel_name = Unicode("rlhf-sandbox").tag(config=True)
+    timeout = Integer(120, help="seconds a cell may run").tag(config=True)
+    budget = Float(1800.0, help="seconds the whole notebook may run; later cells are not run").tag(config=True)
+    max_restarts = Integer(3, help="kernel restarts (after a crash or timeout) before the rest is not run").tag(config=True)
+    events_path = Unicode("", help="JSON file to record timeouts, crashes and skipped cells in").tag(config=True)
+    memory_mb = Integer(0, help="memory cap of the kernel (for messages only)").tag(config=True)
+    kernel_log = Unicode("", help="the sandboxed kernel's own stderr (quoted when it dies)").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._events: list[dict] = []
+        self._ran: list[int] = []
+        self._restarts = 0
+        self._stop_reason = ""
+        self._deadline = time.monotonic() + self.budget
+        self.error_on_timeout = {
+            "ename": TIMEOUT_ENAME,
+            "evalue": f"this cell ran longer than the {self.timeout} s limit and was stopped",
+            "traceback": [f"{TIMEOUT_ENAME}: this cell ran longer than the {self.timeout} s limit and was stopped"],
+        }
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            self._save_events()
+
+    # -- events ----------------------------------------------------------------
+    def _event(self, kind: str, index: int, cell, detail: str) -> None:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        self._events.append({"kind": kind, "cell": index, "grade_id": gid, "detail": detail})
+
+    def _save_events(self) -> None:
+        if self.events_path:
+            Path(self.events_path).write_text(json.dumps(self._events, indent=1))
+
+    # -- execution ---------------------------------------------------------------
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not cell.source.strip():
+            return cell, self.resources
+        if not self._stop_reason and time.monotonic() > self._deadline:
+            self._stop_reason = f"the notebook used up its {self.budget:.0f} s time budget"
+        if self._stop_reason:
+            cell.outputs = [error_output(NOT_RUN_ENAME, f"not run: {self._stop_reason}")]
+            self._event("not_run", index, cell, self._stop_reason)
+            return cell, self.resources
+        self._check_assign_resources(resources)
+        try:
+            cell = self.execute_cell(cell, index, store_history=True)
+        except DeadKernelError:
+            detail = self._death_detail()
+            cell.outputs = list(cell.get("outputs", [])) + [error_output(DIED_ENAME, detail)]
+            self._event("died", index, cell, detail)
+            self._recover()
+            return cell, self.resources
+        except CellTimeoutError:  # an IOPub timeout that nbclient raised anyway
+            cell.outputs = list(cell.get("outputs", [])) + [error_output(TIMEOUT_ENAME, self.error_on_timeout["evalue"])]
+        if any(o.get("output_type") == "error" and o.get("ename") == TIMEOUT_ENAME for o in cell.outputs):
+            self._event("timeout", index, cell, f"stopped after {self.timeout} s")
+            self._recover()  # the interrupt may not have stopped it: start clean
+            return cell, self.resources
+        self._ran.append(index)
+        return cell, self.resources
+
+    def _death_detail(self) -> str:
+        code = None
+        try:
+            proc = getattr(self.km.provisioner, "process", None)
+            if proc is not None:
+                code = proc.poll()
+        except Exception:  # noqa: BLE001 - best effort only
+            pass
+        text = f"the kernel running this notebook died ({_signal_text(code)})"
+        last = self._kernel_log_tail()
+        if last:
+            text += f", its last words: {last!r}"
+        if code in (-9, 137) and self.memory_mb:
+            text += f"; it may have used more than the {self.memory_mb} MiB memory cap"
+        return text + ". The kernel was restarted and the cells before this one were run again"
+
+    def _kernel_log_tail(self) -> str:
+        try:
+            lines = [ln.strip() for ln in Path(self.kernel_log).read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        noise = ("To connect another client", "--existing", "NOTE: When using", "To exit, you will", "To read more",
+                 "\"quit\" from a client", "Kernel is running over")
+        lines = [ln for ln in lines if not any(n in ln for n in noise)]
+        return lines[-1][:200] if lines else ""
+
+    def _recover(self) -> None:
+        """Restart the kernel and replay the cells that ran, or stop running cells."""
+        from jupyter_core.utils import run_sync
+
+        if self._restarts >= self.max_restarts:
+            self._stop_reason = f"the kernel had to be restarted {self._restarts} times already"
+            return
+        self._restarts += 1
+        try:
+            run_sync(self.km.restart_kernel)(now=True)
+            try:
+                self.kc.stop_channels()
+            except Exception:  # noqa: BLE001
+                pass
+            run_sync(self.async_start_new_kernel_client)()
+        except Exception as exc:  # noqa: BLE001 - reported, never raised
+            self._stop_reason = f"the kernel could not be restarted ({type(exc).__name__}: {exc})"
+            return
+        for index in list(self._ran):
+            replay = copy.deepcopy(self.nb.cells[index])
+            try:
+                replay = self.execute_cell(replay, index, store_history=False)
+            except (DeadKernelError, CellTimeoutError):
+                self._stop_reason = f"replaying cell {index} after a restart failed"
+                return
+            if any(o.get("output_type") == "error" and o.get("ename") == TIMEOUT_ENAME for o in replay.outputs):
+                self._stop_reason = f"replaying cell {index} after a restart timed out"
+                return
+
+
+def cell_passed(cell) -> bool:
+    """A test cell passes when its execution recorded no error."""
+    return not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+
+class StrictSaveAutoGrades(SaveAutoGrades):
+    """``SaveAutoGrades`` with one rule for test cells: full points unless an error was recorded."""
+
+    def _add_score(self, cell, resources) -> None:
+        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"], self.notebook_id,
+                                          self.assignment_id, self.student_id)
+        if utils.is_solution(cell) or cell.cell_type != "code":
+            auto_score, _ = utils.determine_grade(cell, self.log)  # written answers: nbgrader's rule
+        else:
+            points = float(cell.metadata["nbgrader"]["points"])
+            auto_score = points if cell_passed(cell) else 0.0
+        grade.auto_score = auto_score
+        grade.needs_manual_grade = grade.manual_score is not None or auto_score is None
+        self.gradebook.db.commit()
+
+
+def _output_text(output) -> str:
+    parts = [output.get("text", "") or "", output.get("ename", "") or "", output.get("evalue", "") or ""]
+    parts += list(output.get("traceback", []) or [])
+    for value in (output.get("data", {}) or {}).values():
+        parts.append(value if isinstance(value, str) else json.dumps(value))
+    return "\n".join(str(p) for p in parts)
+
+
+class HideHiddenTests(NbGraderPreprocessor):
+    """Feedback without hidden tests: sources cut at ``### BEGIN HIDDEN TESTS``,
+    test-cell tracebacks reduced to their last line, quoting outputs removed."""
+
+    hidden = Dict(help="grade_id -> True for test cells that hold hidden tests").tag(config=True)
+    secrets = List(Unicode(), help="hidden-test lines that must not appear anywhere").tag(config=True)
+    begin = Unicode("### BEGIN HIDDEN TESTS").tag(config=True)
+    end = Unicode("### END HIDDEN TESTS").tag(config=True)
+
+    def _strip_source(self, source: str) -> str:
+        out, inside = [], False
+        for line in source.splitlines():
+            if self.begin in line:
+                inside = True
+                out.append(line.replace(self.begin, "(hidden tests are not shown)"))
+            elif self.end in line:
+                inside = False
+            elif not inside:
+                out.append(line)
+        return "\n".join(out)
+
+    def preprocess_cell(self, cell, resources, index):
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        is_test = cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
+        if is_test and (self.hidden.get(gid) or self.begin in cell.source):
+            cell.source = self._strip_source(cell.source)
+            kept = []
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    evalue = ANSI.sub("", str(out.get("evalue", "")))
+                    if leaks(evalue, self.secrets):
+                        evalue = "(message withheld: it quotes a hidden test)"
+                    line = f"{out.get('ename')}: {evalue}"
+                    kept.append(NotebookNode(output_type="error", ename=out.get("ename"), evalue=evalue,
+                                             traceback=[line, "(the traceback is not shown: this test cell holds hidden tests)"]))
+                elif out.get("output_type") == "stream":
+                    kept.append(out)
+            cell.outputs = kept
+        if cell.cell_type == "code":
+            clean = []
+            for out in cell.get("outputs", []):
+                if leaks(_output_text(out), self.secrets):
+                    out = NotebookNode(output_type="stream", name="stdout",
+                                       text="[output removed by the grader: it quotes a hidden test]\n")
+                clean.append(out)
+            cell.outputs = clean
+        return cell, resources

@@ -1,0 +1,271 @@
+"""Run a Jupyter kernel inside a bubblewrap sandbox.
+
+The grader (nbgrader's ``Autograde`` converter, in a worker process that the
+student never controls) talks to a kernel that runs the student's code. This
+module puts that kernel, and only that kernel, in a box:
+
+* **no network**: a fresh network namespace (``--unshare-all``); the grader
+  reaches the kernel over Unix sockets (ZeroMQ ``ipc`` transport) in a folder
+  bound into the box, so no TCP port is needed;
+* **a private filesystem**: the Python installation, the virtual environment
+  and the ``rlhf_helpers`` package are mounted read-only; the submission's own
+  scratch copy is the only writable folder on disk (``/home/student/work``, the
+  working directory); ``$HOME`` and ``/tmp`` are small in-memory scratch
+  (Hugging Face caches, matplotlib's config). Other submissions, the
+  gradebook, the instructor's sources (hidden tests) and the rest of the
+  machine are simply not there;
+* **limits**: an address-space cap (``RLIMIT_AS``, so a runaway allocation
+  raises ``MemoryError`` or kills only this kernel), a file-size cap, no core
+  dumps, all capabilities dropped, a new session (no terminal injection), and
+  a new PID namespace that dies with the grader (``--die-with-parent``).
+
+Time limits are the grader's job (per-cell timeouts and a per-submission
+budget, see :mod:`autograder.execute`).
+
+The kernelspec written by :func:`write_kernelspec` starts
+``python -m autograder.sandbox -f {connection_file}``; that launcher reads the
+per-submission settings from the JSON file named by ``$RLHF_SANDBOX_CONFIG``
+(written by the worker), sets the resource limits and ``exec``s ``bwrap``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CONFIG_ENV = "RLHF_SANDBOX_CONFIG"
+KERNEL_NAME = "rlhf-sandbox"
+SANDBOX_HOME = "/home/student"
+SANDBOX_WORK = "/home/student/work"
+INSTALL_HINT = (
+    "bubblewrap (`bwrap`) is needed to grade safely. Install it with "
+    "`apt-get install bubblewrap` (Debian/Ubuntu; `make system-deps` does it), "
+    "or pass --no-sandbox to grade WITHOUT isolation (only for your own notebooks)."
+)
+
+# Read-only system files a Python kernel needs (when present).
+_ETC_FILES = [
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group",
+    "/etc/nsswitch.conf", "/etc/hosts", "/etc/localtime", "/etc/mime.types", "/etc/fonts",
+    "/etc/alternatives",
+]
+
+
+@dataclass
+class SandboxConfig:
+    """Everything the launcher needs to box one kernel (one submission)."""
+
+    work_dir: str = field(metadata={"help": "the submission's scratch copy, mounted read-write as the working directory"})
+    ipc_dir: str = field(metadata={"help": "folder with the connection file and ZeroMQ sockets, bound at the same path"})
+    log_path: str = field(default="", metadata={"help": "file for the kernel's own stdout/stderr; outside every bound folder"})
+    memory_mb: int = field(default=4096, metadata={"help": "address-space cap of the kernel, MiB"})
+    file_size_mb: int = field(default=512, metadata={"help": "largest file the kernel may write, MiB"})
+    tmpfs_mb: int = field(default=512, metadata={"help": "size of each in-memory scratch (/tmp, $HOME), MiB"})
+    threads: int = field(default=1, metadata={"help": "OMP/MKL threads per kernel (cores / parallel jobs)"})
+    ro_paths: list[str] = field(default_factory=list, metadata={"help": "extra folders mounted read-only at the same path"})
+    env: dict[str, str] = field(default_factory=dict, metadata={"help": "extra environment variables"})
+    enabled: bool = field(default=True, metadata={"help": "False runs the kernel unboxed (--no-sandbox)"})
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str) -> "SandboxConfig":
+        data = json.loads(Path(path).read_text())
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown sandbox settings {sorted(unknown)} in {path}")
+        return cls(**data)
+
+
+def bwrap_path() -> str | None:
+    """The ``bwrap`` executable, or None when bubblewrap is not installed."""
+    return shutil.which("bwrap")
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot build the sandbox on this machine."""
+
+
+_PROBE: dict[str, str | None] = {}
+
+
+def probe() -> str | None:
+    """None when bubblewrap can build the sandbox on this machine, else why not
+    (with what to do). The answer is cached for the process."""
+    if "result" in _PROBE:
+        return _PROBE["result"]
+    import subprocess
+    import tempfile
+
+    if bwrap_path() is None:
+        result = INSTALL_HINT
+    else:
+        with tempfile.TemporaryDirectory(prefix="rg-probe-") as tmp:
+            cfg = SandboxConfig(work_dir=tmp, ipc_dir=tmp)
+            try:
+                run = subprocess.run(bwrap_command(cfg, ["/bin/sh", "-c", "true"]), capture_output=True, text=True, timeout=60)
+                result = None if run.returncode == 0 else (
+                    f"bubblewrap is installed but cannot build the sandbox here: {run.stderr.strip() or run.returncode}. "
+                    "It needs user namespaces (as root, or with kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 "
+                    "also kernel.apparmor_restrict_unprivileged_userns=0), or pass --no-sandbox to grade WITHOUT isolation.")
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                result = f"bubblewrap could not be run ({exc})"
+    _PROBE["result"] = result
+    return result
+
+
+def default_ro_paths() -> list[str]:
+    """Folders the kernel must read: Python itself, the venv, the helper package and its world."""
+    paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), sys.prefix}
+    try:
+        import rlhf_helpers
+        from rlhf_helpers.config import tiny_world_dir
+
+        paths.add(str(Path(rlhf_helpers.__file__).resolve().parent))
+        paths.add(str(tiny_world_dir().resolve()))
+    except ImportError:  # the grader can grade labs that do not use the helpers
+        pass
+    # Drop paths nested in another one (bwrap would mount them twice).
+    ordered = sorted(p for p in paths if os.path.exists(p))
+    return [p for p in ordered if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in ordered)]
+
+
+def sandbox_env(cfg: SandboxConfig) -> dict[str, str]:
+    """The kernel's whole environment (nothing else leaks in from the grader's)."""
+    venv_bin = os.path.join(sys.prefix, "bin")
+    threads = str(max(1, cfg.threads))
+    env = {
+        "HOME": SANDBOX_HOME,
+        "USER": "student",
+        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "TMPDIR": "/tmp",
+        "HF_HOME": "/tmp/hf",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "XDG_CACHE_HOME": "/tmp/cache",
+        "XDG_CONFIG_HOME": "/tmp/config",
+        "IPYTHONDIR": "/tmp/ipython",
+        "JUPYTER_CONFIG_DIR": "/tmp/jupyter",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "NBGRADER_EXECUTION": "autograde",
+    }
+    for key in ("RLHF_COURSE_PROFILE", "RLHF_COURSE_WORLD"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    env.update(cfg.env)
+    return env
+
+
+def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
+    """The full ``bwrap ...  -- inner`` command line for one kernel."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise FileNotFoundError(INSTALL_HINT)
+    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+           "--hostname", "sandbox", "--clearenv"]
+    for top in ("/usr", "/opt"):
+        if os.path.isdir(top):
+            cmd += ["--ro-bind", top, top]
+    for link in ("/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32"):
+        if os.path.islink(link):
+            cmd += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            cmd += ["--ro-bind", link, link]
+    for etc in _ETC_FILES:
+        if os.path.exists(etc):
+            cmd += ["--ro-bind", etc, etc]
+    for path in default_ro_paths() + list(cfg.ro_paths):
+        if not path.startswith(("/usr/", "/opt/")):
+            cmd += ["--ro-bind", path, path]
+    size = str(cfg.tmpfs_mb * 2**20)
+    cmd += ["--dev", "/dev", "--proc", "/proc",
+            "--size", size, "--tmpfs", "/tmp",
+            "--size", size, "--tmpfs", SANDBOX_HOME,
+            "--bind", cfg.work_dir, SANDBOX_WORK,
+            "--bind", cfg.ipc_dir, cfg.ipc_dir,
+            "--chdir", SANDBOX_WORK]
+    for key, value in sandbox_env(cfg).items():
+        cmd += ["--setenv", key, value]
+    return cmd + ["--"] + inner
+
+
+def set_limits(cfg: SandboxConfig) -> None:
+    """Resource limits inherited by the sandboxed kernel and everything it starts."""
+    mem = cfg.memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    fsize = cfg.file_size_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def write_kernelspec(share_dir: Path) -> Path:
+    """Write the ``rlhf-sandbox`` kernelspec under ``share_dir/kernels`` (put
+    ``share_dir`` on ``$JUPYTER_PATH``). Interrupts are sent as messages: a
+    signal to ``bwrap`` would not reach the kernel inside."""
+    kdir = share_dir / "kernels" / KERNEL_NAME
+    kdir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "autograder.sandbox", "-f", "{connection_file}"],
+        "display_name": "Python 3 (grading sandbox)",
+        "language": "python",
+        "interrupt_mode": "message",
+        "metadata": {"debugger": False},
+    }
+    (kdir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return kdir
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def launch(argv: list[str]) -> None:
+    """Kernel launcher (``python -m autograder.sandbox -f CONNECTION_FILE [ARGS]``): never returns.
+    ARGS (extra kernel arguments from the kernel manager) are passed on to ipykernel."""
+    if len(argv) < 2 or argv[0] != "-f":
+        raise SystemExit("usage: python -m autograder.sandbox -f CONNECTION_FILE [KERNEL_ARGS...]")
+    cfg_path = os.environ.get(CONFIG_ENV)
+    if not cfg_path:
+        raise SystemExit(f"${CONFIG_ENV} is not set: this launcher is started by the grader, not by hand")
+    cfg = SandboxConfig.load(cfg_path)
+    # The kernel's own stdout/stderr (not the notebook's outputs) go to a log the grader reads.
+    # This file and the config must live outside the folders bound into the box: a kernel
+    # that could rewrite them would be launched unboxed after its next restart.
+    for path in (cfg_path, cfg.log_path):
+        if path and any(_inside(path, bound) for bound in (cfg.work_dir, cfg.ipc_dir)):
+            raise SystemExit(f"refusing to start: {path} is inside a folder the sandbox can write")
+    log_fd = os.open(cfg.log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    extra = [a for a in argv[2:] if a != "--HistoryManager.hist_file=:memory:"]
+    inner = [sys.executable, "-m", "ipykernel_launcher", "-f", argv[1], "--HistoryManager.hist_file=:memory:", *extra]
+    if not cfg.enabled:  # --no-sandbox: same limits and environment, no box
+        set_limits(cfg)
+        env = sandbox_env(cfg)
+        env["HOME"] = cfg.work_dir
+        for key in ("HF_HOME", "MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "IPYTHONDIR", "JUPYTER_CONFIG_DIR"):
+            env[key] = os.path.join(cfg.work_dir, ".scratch", key.lower())
+        os.chdir(cfg.work_dir)
+        os.execve(sys.executable, inner, env)
+    cmd = bwrap_command(cfg, inner)
+    set_limits(cfg)
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    launch(sys.argv[1:])

@@ -1,0 +1,339 @@
+"""The grading path (issue 3) on the fixture lab and its hostile class.
+
+``tests/fixtures/class/<student>/fixlab/fixlab.ipynb`` holds one student per
+way a submission can go wrong (see ``tests/fixtures/make_fixtures.py`` and its
+``EXPECTED`` table). The class is graded once, with ``--jobs 2``, through the
+real ``rlhf-course grade`` command; the tests then read the CSV, the gradebook,
+the feedback pages and the executed notebooks.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import course as C
+from autograder.sandbox import probe
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SOLUTIONS = FIXTURES / "solutions"
+CLASS = FIXTURES / "class"
+LAB = "fixlab"
+# Small limits keep the fixture class fast; the loops and the memory hog hit them on purpose.
+LIMITS = ["--cell-timeout", "10", "--budget", "120", "--memory-mb", "2048", "--solutions", str(SOLUTIONS)]
+
+sys.path.insert(0, str(FIXTURES))
+from make_fixtures import EXPECTED, build_class, write_all  # noqa: E402
+
+SANDBOX_PROBLEM = probe()  # None where bubblewrap works (CI installs it: `make system-deps`)
+
+
+def rlhf_course(*args: str) -> int:
+    from rlhf_helpers.cli import main
+
+    return main(list(args))
+
+
+def read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> Path:
+    """The whole fixture class, graded once with --jobs 2."""
+    if SANDBOX_PROBLEM:
+        pytest.skip(SANDBOX_PROBLEM)
+    out = tmp_path_factory.mktemp("graded")
+    start = time.perf_counter()
+    rc = rlhf_course("grade", str(CLASS), "--out", str(out), "--jobs", "2", *LIMITS)
+    (out / "seconds.txt").write_text(f"{time.perf_counter() - start:.1f}")
+    assert rc == 0, "every fixture submission must be graded (status=graded)"
+    return out
+
+
+# ---------------------------------------------------------------------------- fixtures and sources
+
+def test_fixture_source_is_valid_and_built_from_text():
+    assert C.validate_source(SOLUTIONS / LAB / f"{LAB}.ipynb") == []
+    from autograder.authoring import text_to_notebook
+
+    built = text_to_notebook((FIXTURES / "fixlab.txt").read_text())
+    committed = nbformat.read(SOLUTIONS / LAB / f"{LAB}.ipynb", as_version=4)
+    assert nbformat.writes(built) == nbformat.writes(committed), \
+        "rebuild with: python -m autograder.authoring build tests/fixtures/fixlab.txt tests/fixtures/solutions/fixlab/fixlab.ipynb"
+
+
+def test_fixtures_up_to_date(tmp_path):
+    shutil.copytree(SOLUTIONS, tmp_path / "solutions")
+    for path in write_all(tmp_path):
+        rel = path.relative_to(tmp_path)
+        assert (FIXTURES / rel).read_bytes() == path.read_bytes(), \
+            f"{rel} is stale: run .venv/bin/python tests/fixtures/make_fixtures.py"
+    assert sorted(p.name for p in CLASS.iterdir()) == sorted(build_class()) == sorted(EXPECTED)
+
+
+def test_validate_source_reports_problems(tmp_path):
+    nb = nbformat.read(SOLUTIONS / LAB / f"{LAB}.ipynb", as_version=4)
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("test_")]
+    tests[0].source += "\np[0]"  # a trailing value: nbgrader would read it as partial credit
+    tests[1].metadata.nbgrader["grade_id"] = tests[0].metadata.nbgrader["grade_id"]
+    tests[2].metadata.nbgrader["points"] = 0
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(nb, path)
+    text = "\n".join(map(str, C.validate_source(path)))
+    assert "end without a value" in text and "duplicate grade_id" in text and "points > 0" in text
+    path.write_text("{ not json")
+    assert "cannot be read" in str(C.validate_source(path)[0])
+
+
+def test_release_and_check(tmp_path, capsys):
+    labs = tmp_path / "labs"
+    assert rlhf_course("release", "--solutions", str(SOLUTIONS), "--labs", str(labs)) == 0
+    nb = nbformat.read(labs / LAB / f"{LAB}.ipynb", as_version=4)
+    text = nbformat.writes(nb)
+    assert "BEGIN HIDDEN TESTS" not in text and "1001.0" not in text and "SECRET_SENTINEL" not in text
+    assert "raise NotImplementedError()" in text and "math.exp(x - m)" not in text
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert "do not edit" in nb.metadata["rlhf_course"]["generated"]
+    assert (labs / LAB / f"{LAB}.ipynb").read_bytes() == (FIXTURES / "labs" / LAB / f"{LAB}.ipynb").read_bytes()
+    assert rlhf_course("release", "--check", "--solutions", str(SOLUTIONS), "--labs", str(labs)) == 0
+    nb.cells[0].source += "\nhand edit"
+    nbformat.write(nb, labs / LAB / f"{LAB}.ipynb")
+    capsys.readouterr()
+    assert rlhf_course("release", "--check", "--solutions", str(SOLUTIONS), "--labs", str(labs)) == 1
+    assert "out of date" in capsys.readouterr().out
+
+
+def test_release_refuses_invalid_source(tmp_path, capsys):
+    bad = tmp_path / "solutions" / "badlab"
+    bad.mkdir(parents=True)
+    nb = nbformat.read(SOLUTIONS / LAB / f"{LAB}.ipynb", as_version=4)
+    for c in nb.cells:
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "top_k":
+            c.source = c.source.replace("### END SOLUTION", "")
+    nbformat.write(nb, bad / "badlab.ipynb")
+    assert rlhf_course("release", "--solutions", str(tmp_path / "solutions"), "--labs", str(tmp_path / "labs")) == 1
+    assert "unbalanced BEGIN/END SOLUTION" in capsys.readouterr().err
+    assert not (tmp_path / "labs" / "badlab").exists()
+
+
+def test_grade_needs_bwrap(monkeypatch, tmp_path):
+    import autograder.grading as G
+
+    monkeypatch.setattr(G, "bwrap_path", lambda: None)
+    from autograder.sandbox import SandboxUnavailable
+
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        G.grade_class(CLASS, tmp_path, SOLUTIONS, G.Settings())
+
+
+# ---------------------------------------------------------------------------- the hostile class
+
+def test_csv_layout(graded):
+    with open(graded / "grades.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header == ["student_id", "lab_id", "test_softmax_visible", "test_softmax_hidden", "test_top_k",
+                      "written_topk", "auto_score", "auto_max", "pending_max", "total", "max_score", "status", "reason"]
+    assert set(read_csv(graded / "grades.csv")) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_each_case_scores_its_real_work(graded, student):
+    (vis, hid, topk), pending, words = EXPECTED[student]
+    row = read_csv(graded / "grades.csv")[student]
+    assert row["status"] == "graded", row["reason"]
+    got = (row["test_softmax_visible"], row["test_softmax_hidden"], row["test_top_k"])
+    assert got == (str(vis), str(hid), str(topk)), f"{student}: {row['reason']}"
+    assert row["auto_score"] == str(vis + hid + topk) and row["auto_max"] == "6" and row["max_score"] == "8"
+    assert row["written_topk"] == ("pending" if pending else "0")
+    assert row["pending_max"] == ("2" if pending else "0")
+    for word in words:
+        assert word in row["reason"], f"{student}: reason {row['reason']!r} should mention {word!r}"
+    if not words:
+        assert row["reason"] == "", f"{student}: unexpected reason {row['reason']!r}"
+    assert (graded / "feedback" / student / f"{LAB}.html").is_file()
+
+
+def test_gradebook_agrees_and_written_answers_wait_for_the_instructor(graded):
+    from nbgrader.api import Gradebook
+
+    rows = read_csv(graded / "grades.csv")
+    with Gradebook(C.db_url(graded / "course"), "rlhf-course") as gb:
+        assert sorted(s.id for s in gb.students) == sorted(EXPECTED)
+        for student, row in rows.items():
+            sub = gb.find_submission(LAB, student)
+            grades = {g.name: g for nb in sub.notebooks for g in nb.grades}
+            for gid in ("test_softmax_visible", "test_softmax_hidden", "test_top_k"):
+                assert f"{grades[gid].score:g}" == row[gid], (student, gid)
+            written = grades["written_topk"]
+            assert written.needs_manual_grade == (row["written_topk"] == "pending"), student
+
+
+def test_feedback_never_shows_hidden_tests(graded):
+    from autograder.grading import html_text
+
+    source = nbformat.read(graded / "course" / "source" / LAB / f"{LAB}.ipynb", as_version=4)
+    released = nbformat.read(graded / "course" / "release" / LAB / f"{LAB}.ipynb", as_version=4)
+    secrets = C.secret_lines(source, released)
+    assert len(secrets) >= 5
+    for page in (graded / "feedback").rglob("*.html"):
+        text = html_text(page.read_text())
+        assert not C.leaks(text, secrets), page
+        assert "SECRET_SENTINEL" not in text and "BEGIN HIDDEN TESTS" not in text and "1001.0" not in text, page
+    good = html_text((graded / "feedback" / "good" / f"{LAB}.html").read_text())
+    assert "softmax([1.0, 2.0, 3.0])" in good, "the visible tests are shown"
+    # The exfiltrating student printed the hidden tests from inside its function: removed everywhere.
+    bad = html_text((graded / "feedback" / "exfiltrate" / f"{LAB}.html").read_text())
+    assert "removed by the grader" in bad
+    reasons = (graded / "grades.csv").read_text()
+    assert not C.leaks(reasons, secrets)
+
+
+def _outputs(graded: Path, student: str) -> str:
+    nb = nbformat.read(graded / "course" / "autograded" / student / LAB / f"{LAB}.ipynb", as_version=4)
+    return "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_sandbox_hides_other_work_and_protects_the_gradebook(graded):
+    text = _outputs(graded, "snoop")
+    assert "SNOOP-WROTE" in text, "the snooping cell ran"
+    assert "SNOOP-FOUND" not in text, f"the sandbox exposed files: {text}"
+    wrote = text.split("SNOOP-WROTE", 1)[1]
+    assert "rlhf_helpers" not in wrote, "the helper package must be read-only in the sandbox"
+    assert not Path("/root/x").exists() and not Path("/tmp/gradebook.db").exists()
+    import rlhf_helpers
+
+    assert "pwned" not in Path(rlhf_helpers.__file__).read_text()
+    assert read_csv(graded / "grades.csv")["good"]["auto_score"] == "6"
+
+
+def test_a_kernel_cannot_unbox_its_restart(graded):
+    """The kernel rewrote every config it could find, then crashed to be restarted:
+    the restarted kernel is still boxed (the sandbox config is not in a folder it can write)."""
+    text = _outputs(graded, "escape_sandbox")
+    assert "TAMPERED" in text
+    assert "HOST=sandbox BOXED" in text and "ESCAPED" not in text, text
+
+
+def test_sandbox_has_no_network(graded):
+    text = _outputs(graded, "network")
+    assert "NETWORK" in text and "CONNECTED" not in text, text
+    assert text.count("blocked") == 3
+
+
+def test_restarted_kernel_keeps_earlier_work(graded):
+    # segfault in top_k's test: softmax's tests (before it) still pass, and the
+    # kernel is restarted for the rest; exit_kernel dies in softmax's tests and
+    # top_k (after it) still earns its points because earlier cells are replayed.
+    rows = read_csv(graded / "grades.csv")
+    assert rows["segfault"]["auto_score"] == "3" and rows["exit_kernel"]["test_top_k"] == "3"
+
+
+def test_resume_after_the_grader_is_killed_and_no_stale_scores(tmp_path):
+    """Kill a running `grade`, re-run it: finished work is kept, the rest is graded;
+    a changed submission is graded again (its old score never survives)."""
+    if SANDBOX_PROBLEM:
+        pytest.skip(SANDBOX_PROBLEM)
+    subs = tmp_path / "subs"
+    for student in ("good", "infinite_loop", "raises"):
+        shutil.copytree(CLASS / student, subs / student)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rlhf_helpers.cli", "grade", str(subs), "--out", str(out), *LIMITS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "results" / "good" / f"{LAB}.json").exists():  # 'good' is graded first (sorted)
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-way through infinite_loop
+    proc.wait()
+    assert not (out / "grades.csv").exists()
+    assert not (out / "results" / "raises" / f"{LAB}.json").exists()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "resuming: 1 submission(s) already graded, 2 to go" in rerun.stdout
+    rows = read_csv(out / "grades.csv")
+    assert [rows[s]["auto_score"] for s in ("good", "infinite_loop", "raises")] == ["6", "3", "3"]
+
+    # The student resubmits a blank notebook: it is graded again, not kept at 6.
+    shutil.copy(CLASS / "blank" / LAB / f"{LAB}.ipynb", subs / "good" / LAB / f"{LAB}.ipynb")
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 submission(s) already graded, 1 to go" in again.stdout
+    assert read_csv(out / "grades.csv")["good"]["auto_score"] == "0"
+
+
+def test_unknown_lab_and_missing_notebook_are_reported(tmp_path, capsys):
+    if SANDBOX_PROBLEM:
+        pytest.skip(SANDBOX_PROBLEM)
+    (tmp_path / "subs" / "ann" / "lab99").mkdir(parents=True)
+    (tmp_path / "subs" / "bob" / LAB).mkdir(parents=True)
+    (tmp_path / "subs" / "bob" / LAB / "Untitled.ipynb").write_text("{}")
+    rc = rlhf_course("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), *LIMITS)
+    assert rc == 1
+    rows = read_csv(tmp_path / "out" / "grades.csv")
+    assert rows["ann"]["status"] == "error" and "unknown lab 'lab99'" in rows["ann"]["reason"]
+    assert rows["bob"]["status"] == "graded" and rows["bob"]["total"] == "0"
+    assert "no fixlab.ipynb in the submission (found: Untitled.ipynb)" in rows["bob"]["reason"]
+
+
+@pytest.mark.parametrize("student", ["good", "wrong_hidden", "invalid_json"])
+def test_check_gives_the_same_verdict_as_grade(graded, student, capsys):
+    row = read_csv(graded / "grades.csv")[student]
+    capsys.readouterr()
+    rc = rlhf_course("check", str(CLASS / student / LAB / f"{LAB}.ipynb"), *LIMITS)
+    report = capsys.readouterr().out
+    assert rc == (0 if row["auto_score"] == row["auto_max"] else 1), report
+    for gid in ("test_softmax_visible", "test_softmax_hidden", "test_top_k"):
+        line = next(ln for ln in report.splitlines() if ln.strip().startswith(gid))
+        assert f" {row[gid]} / " in line, (gid, line, row)
+    assert f"RESULT: {row['auto_score']} / 6 auto-graded points" in report
+    if row["written_topk"] == "pending":
+        assert "pending / 2" in report and "graded by hand" in report
+    if student == "wrong_hidden":
+        assert "large logits overflow: subtract the max first" in report  # the failing test's hint
+
+
+def test_no_sandbox_mode_grades_the_same(tmp_path, monkeypatch):
+    """--no-sandbox (for machines without bwrap) keeps the limits and the verdict."""
+    import autograder.grading as G
+
+    monkeypatch.setattr(G, "bwrap_path", lambda: None)  # as on a machine without bubblewrap
+    shutil.copytree(CLASS / "wrong_hidden", tmp_path / "subs" / "wrong_hidden")
+    rc = rlhf_course("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-sandbox", *LIMITS)
+    assert rc == 0
+    row = read_csv(tmp_path / "out" / "grades.csv")["wrong_hidden"]
+    assert (row["auto_score"], row["test_softmax_hidden"]) == ("4", "0")
+
+
+def test_a_worker_that_overruns_is_killed_and_the_class_goes_on(tmp_path, monkeypatch):
+    """The parent's last line of defence: a worker past budget + margin is killed;
+    that submission gets status=error and no score, the next one is graded."""
+    if SANDBOX_PROBLEM:
+        pytest.skip(SANDBOX_PROBLEM)
+    import autograder.grading as G
+
+    monkeypatch.setattr(G, "WORKER_MARGIN_S", -105)  # budget 120 s -> killed after 15 s
+    for student in ("infinite_loop", "raises"):
+        shutil.copytree(CLASS / student, tmp_path / "subs" / student)
+    rc = rlhf_course("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), *LIMITS)
+    assert rc == 1
+    rows = read_csv(tmp_path / "out" / "grades.csv")
+    assert rows["infinite_loop"]["status"] == "error" and rows["infinite_loop"]["total"] == ""
+    assert "took longer than 15 s and was stopped" in rows["infinite_loop"]["reason"]
+    assert rows["raises"]["status"] == "graded" and rows["raises"]["auto_score"] == "3"
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(C.db_url(tmp_path / "out" / "course"), "rlhf-course") as gb:
+        with pytest.raises(MissingEntry):
+            gb.find_submission(LAB, "infinite_loop")  # no half-written score left behind

@@ -1,0 +1,109 @@
+"""Every real lab under ``solutions/``: valid source, ``labs/`` in sync, and tests that can fail.
+
+Parametrized over the labs present when pytest collects; with none, the tests
+are skipped with a reason. The slow part grades, in one class with
+``--jobs 2`` through the same path as ``rlhf-course grade``, each lab's
+solution (must score full marks) and its released blank copy (must score 0 on
+every auto-graded cell): the project-wide guard against tests that cannot fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import course as C
+from autograder.sandbox import probe
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTIONS = REPO / "solutions"
+LABS = REPO / "labs"
+LAB_IDS = C.find_labs(SOLUTIONS)
+NO_LABS = pytest.mark.skip(reason="no labs under solutions/ yet (solutions/<lab_id>/<lab_id>.ipynb)")
+PARAMS = LAB_IDS or [pytest.param("none", marks=NO_LABS)]
+
+
+@pytest.mark.parametrize("lab", PARAMS)
+def test_source_is_valid(lab):
+    problems = C.validate_source(C.source_notebook(SOLUTIONS, lab))
+    assert not problems, "\n".join(map(str, problems))
+
+
+@pytest.mark.parametrize("lab", PARAMS)
+def test_source_has_no_outputs(lab):
+    nb = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{lab}: cells {dirty} carry outputs; clear them before committing (see docs/AUTHORING.md)"
+
+
+@pytest.mark.parametrize("lab", PARAMS)
+def test_labs_in_sync_with_solutions(lab, tmp_path):
+    problems = C.validate_source(C.source_notebook(SOLUTIONS, lab))
+    if problems:
+        pytest.skip(f"{lab}: the source is invalid (test_source_is_valid says why)")
+    C.build_release(SOLUTIONS, tmp_path, [lab])
+    diff = C._tree_diff(tmp_path / lab, LABS / lab)
+    assert not diff, "labs/ is out of date; run `rlhf-course release`:\n" + "\n".join(diff)
+
+
+def _solved_copy(lab: str, released: Path, dst: Path) -> None:
+    """The released copy with the source's solutions pasted in: a learner who solved everything."""
+    source = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
+    answers = {c.metadata.nbgrader["grade_id"]: c.source for c in source.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.read(released / f"{lab}.ipynb", as_version=4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = answers[gid]
+    dst.mkdir(parents=True)
+    nbformat.write(nb, dst / f"{lab}.ipynb")
+
+
+@pytest.fixture(scope="module")
+def graded_labs(tmp_path_factory):
+    """Solutions and blank copies of every valid lab, graded as one class with --jobs 2."""
+    if probe():
+        pytest.skip(probe())
+    from autograder.grading import Settings, grade_class
+
+    root = tmp_path_factory.mktemp("labs")
+    valid = [lab for lab in LAB_IDS if not C.validate_source(C.source_notebook(SOLUTIONS, lab))]
+    C.build_release(SOLUTIONS, root / "released", valid)
+    for lab in valid:
+        _solved_copy(lab, root / "released" / lab, root / "subs" / "solution" / lab)
+        shutil.copytree(root / "released" / lab, root / "subs" / "blank" / lab)
+    start = time.perf_counter()
+    records = grade_class(root / "subs", root / "out", SOLUTIONS, Settings(jobs=2), progress=print) if valid else []
+    print(f"graded {len(records)} lab notebooks in {time.perf_counter() - start:.0f} s")
+    return {(r["student_id"], r["lab_id"]): r for r in records}
+
+
+def _record(graded_labs, who: str, lab: str) -> dict:
+    if (who, lab) not in graded_labs:
+        pytest.skip(f"{lab}: the source is invalid (test_source_is_valid says why)")
+    return graded_labs[(who, lab)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", PARAMS)
+def test_solution_scores_full_marks(graded_labs, lab):
+    r = _record(graded_labs, "solution", lab)
+    assert r["status"] == "graded", "; ".join(r["notes"])
+    failed = [c["grade_id"] for c in r["cells"] if c["kind"] == "test" and c["score"] != c["max"]]
+    assert not failed, f"{lab}: the solution fails {failed}: " + "; ".join(r["notes"])
+    print(f"{lab}: solution graded in {r['seconds']:.1f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", PARAMS)
+def test_blank_copy_scores_zero(graded_labs, lab):
+    r = _record(graded_labs, "blank", lab)
+    assert r["status"] == "graded", "; ".join(r["notes"])
+    passing = [c["grade_id"] for c in r["cells"] if c["kind"] == "test" and c["score"]]
+    assert not passing, f"{lab}: these tests pass on the blank copy, so they cannot fail: {passing}"
+    assert r["cells"], f"{lab}: no graded cells"
