@@ -114,9 +114,16 @@ def shoot(page, name: str) -> Path:
     return path
 
 
+# The notebook in the tab in front: other notebooks may be open behind it, hidden.
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+
+
 def open_notebook(page, url: str, rel: str) -> None:
-    page.goto(f"{url}/lab/tree/{rel}?token={TOKEN}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    """Open one notebook in a fresh workspace of its own, so that no tab from an
+    earlier test is restored behind it."""
+    workspace = Path(rel).stem
+    page.goto(f"{url}/lab/workspaces/{workspace}/tree/{rel}?reset&token={TOKEN}")
+    page.wait_for_selector(f"{NOTEBOOK} .jp-Cell")
     page.wait_for_function(
         "() => document.querySelector('.jp-Notebook-ExecutionIndicator')?.getAttribute('data-status') === 'idle'",
         timeout=120_000)
@@ -126,7 +133,7 @@ def run_cells_until(page, marker: str) -> None:
     """Run cells one at a time, as a learner pressing Shift+Enter would, up to and
     including the first cell whose source contains ``marker``. Unanswered exercises
     raise in the student copy; running cell by cell carries on past them."""
-    cells = page.locator(".jp-Notebook .jp-Cell")
+    cells = page.locator(f"{NOTEBOOK} .jp-Cell")
     sources = cells.evaluate_all("els => els.map(e => e.querySelector('.jp-InputArea-editor')?.innerText || '')")
     target = next((i for i, s in enumerate(sources) if marker in s), None)
     assert target is not None, f"no cell contains {marker!r}"
