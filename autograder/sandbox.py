@@ -176,6 +176,12 @@ def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
         raise FileNotFoundError(INSTALL_HINT)
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--hostname", "sandbox", "--clearenv"]
+    # The scratch file systems come first: a bind below would be hidden under a tmpfs
+    # mounted after it (a kit cloned under /tmp would lose its venv inside the box).
+    size = str(cfg.tmpfs_mb * 2**20)
+    cmd += ["--dev", "/dev", "--proc", "/proc",
+            "--size", size, "--tmpfs", "/tmp",
+            "--size", size, "--tmpfs", SANDBOX_HOME]
     for top in ("/usr", "/opt"):
         if os.path.isdir(top):
             cmd += ["--ro-bind", top, top]
@@ -190,11 +196,7 @@ def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
     for path in default_ro_paths() + list(cfg.ro_paths):
         if not path.startswith(("/usr/", "/opt/")):
             cmd += ["--ro-bind", path, path]
-    size = str(cfg.tmpfs_mb * 2**20)
-    cmd += ["--dev", "/dev", "--proc", "/proc",
-            "--size", size, "--tmpfs", "/tmp",
-            "--size", size, "--tmpfs", SANDBOX_HOME,
-            "--bind", cfg.work_dir, SANDBOX_WORK,
+    cmd += ["--bind", cfg.work_dir, SANDBOX_WORK,
             "--bind", cfg.ipc_dir, cfg.ipc_dir,
             "--chdir", SANDBOX_WORK]
     for key, value in sandbox_env(cfg).items():

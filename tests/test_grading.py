@@ -137,6 +137,20 @@ def test_grade_needs_bwrap(monkeypatch, tmp_path):
         G.grade_class(CLASS, tmp_path, SOLUTIONS, G.Settings())
 
 
+def test_sandbox_mounts_scratch_before_the_kit(monkeypatch):
+    """A kit (venv, helpers) cloned under /tmp must stay visible in the box: the
+    sandbox's own /tmp is mounted first, and the read-only binds go on top of it."""
+    import autograder.sandbox as S
+
+    monkeypatch.setattr(S, "bwrap_path", lambda: "/usr/bin/bwrap")
+    cfg = S.SandboxConfig(work_dir="/tmp/x/work", ipc_dir="/tmp/x/ipc", ro_paths=["/tmp/clone/.venv"])
+    cmd = S.bwrap_command(cfg, ["python"])
+    tmpfs = next(i for i in range(len(cmd) - 1) if cmd[i:i + 2] == ["--tmpfs", "/tmp"])
+    ro = next(i for i in range(len(cmd) - 1) if cmd[i:i + 2] == ["--ro-bind", "/tmp/clone/.venv"])
+    assert tmpfs < ro, "a tmpfs mounted after a bind hides it"
+    assert tmpfs < cmd.index(cfg.work_dir) and tmpfs < cmd.index(cfg.ipc_dir)
+
+
 # ---------------------------------------------------------------------------- the hostile class
 
 def test_csv_layout(graded):
