@@ -21,7 +21,7 @@ SYSTEM_PACKAGES := bubblewrap chromium
 help:
 	@echo "make lab     open JupyterLab on labs/ (offline tiny models; RLHF_COURSE_PROFILE=hub for the real ones)"
 	@echo "make test    run the whole test suite (what CI runs)"
-	@echo "make world   rebuild the tiny model world (about a minute)"
+	@echo "make world   rebuild the tiny model world (two to three minutes)"
 	@echo "make release regenerate labs/ from solutions/"
 
 $(STAMP): pyproject.toml requirements.lock
