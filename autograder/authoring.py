@@ -8,6 +8,9 @@ starts with a marker line::
     #%% md                                   a markdown cell (read-only prose)
     #%% code                                 an ordinary code cell
     #%% solution id=top_k_filter             code the learner writes (BEGIN/END SOLUTION inside)
+    #%% solution id=top_k_filter equivalents=transformers.TopKLogitsWarper
+                                             ... naming the ready-made versions it may not hand its
+                                             work to (comma-separated dotted paths; autograder.judge)
     #%% test id=test_top_k_filter points=2   an autograded test cell (locked; may hold hidden tests)
     #%% written id=written_decoding points=2 a manually graded markdown answer
     #%% locked id=setup                      a code cell nbgrader keeps read-only
@@ -70,6 +73,10 @@ def text_to_notebook(text: str) -> nbformat.NotebookNode:
         markdown = kind in ("md", "written")
         cell = nbformat.v4.new_markdown_cell(source) if markdown else nbformat.v4.new_code_cell(source)
         meta = _nbgrader(kind, opts)
+        if opts.get("equivalents"):
+            if kind != "solution":
+                raise ValueError("equivalents=... belongs on a solution cell")
+            cell.metadata["rlhf_course"] = {"equivalents": [p for p in opts["equivalents"].split(",") if p]}
         if meta is not None:
             if meta["grade_id"] in seen:
                 raise ValueError(f"duplicate cell id {meta['grade_id']!r}")
@@ -100,6 +107,9 @@ def notebook_to_text(nb: nbformat.NotebookNode) -> str:
                 head = f"#%% test id={gid} points={meta.get('points', 0):g}"
             elif meta.get("solution"):
                 head = f"#%% solution id={gid}"
+                paths = cell.metadata.get("rlhf_course", {}).get("equivalents")
+                if paths:
+                    head += " equivalents=" + ",".join(paths)
             else:
                 head = f"#%% locked id={gid}"
         out.append(head + "\n" + cell.source.rstrip("\n") + "\n")

@@ -182,7 +182,22 @@ def validate_source(path: Path) -> list[Problem]:
             problems.append(Problem(where, "a solution cell needs ### BEGIN SOLUTION / ### END SOLUTION"))
     if graded == 0:
         problems.append(Problem(path.name, "no graded cells"))
+    problems += _observation_problems(nb, path.name)
     return problems
+
+
+def _observation_problems(nb, name: str) -> list[Problem]:
+    """Test cells must follow the observe/judge rules of :mod:`autograder.judge`."""
+    from .answer_key import learner_names
+    from .judge import test_cell_problems
+
+    names = set(learner_names(nb))
+    out = []
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader") or {}
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            out += [Problem(f"{name} cell {i} ({meta.get('grade_id')})", p) for p in test_cell_problems(cell.source, names)]
+    return out
 
 
 # --------------------------------------------------------------------------- course folder

@@ -47,6 +47,9 @@ from pathlib import Path
 
 import nbformat
 
+from rlhf_helpers.observations import TRIPWIRES_ENV
+
+from . import answer_key as AK
 from . import course as C
 from .sandbox import (CONFIG_ENV, INSTALL_HINT, SandboxConfig, SandboxUnavailable, bwrap_path, probe,
                       write_kernelspec)
@@ -289,9 +292,12 @@ def grade_submission(task: dict) -> dict:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(extra, dst)
         # Only work/ and ipc/ are bound into the box; the config and the kernel log stay outside.
+        equivalents = AK.equivalents(source_nb)
+        wires = sorted({p for paths in equivalents.values() for p in paths})
         cfg = SandboxConfig(work_dir=str(work), ipc_dir=str(ipc), log_path=str(scratch / "kernel.log"),
                             memory_mb=settings.memory_mb, enabled=settings.sandbox,
-                            threads=max(1, (os.cpu_count() or 1) // max(1, settings.jobs)))
+                            threads=max(1, (os.cpu_count() or 1) // max(1, settings.jobs)),
+                            overlays=_box_overlays(course, lab), env={TRIPWIRES_ENV: json.dumps(wires)})
         cfg.save(scratch / "sandbox.json")
         os.environ[CONFIG_ENV] = str(scratch / "sandbox.json")
         events_path = scratch / "events.json"
@@ -308,6 +314,9 @@ def grade_submission(task: dict) -> dict:
         c.SandboxExecute.events_path = str(events_path)
         c.SandboxExecute.memory_mb = settings.memory_mb
         c.SandboxExecute.kernel_log = str(scratch / "kernel.log")
+        c.SandboxExecute.tests = AK.test_sources(source_nb)
+        c.SandboxExecute.learner_names = AK.learner_names(source_nb)
+        c.SandboxExecute.equivalents = equivalents
         c.KernelManager.transport = "ipc"
         c.KernelManager.ip = str(ipc / "k")
         c.KernelManager.connection_file = str(ipc / "kernel.json")
@@ -507,12 +516,36 @@ class _Worker:
                 self.kill()
 
 
+def _kit_package() -> Path | None:
+    try:
+        import rlhf_helpers
+    except ImportError:  # the grader can grade labs that do not use the helpers
+        return None
+    return Path(rlhf_helpers.__file__).resolve().parent
+
+
+def _box_overlays(course: Path, lab: str) -> list[list[str]]:
+    """The sandbox sees the helper package without ``lab``'s answer key (and the real world on top)."""
+    package, box = _kit_package(), course / "box" / lab / "rlhf_helpers"
+    if package is None or not box.is_dir():
+        return []
+    overlays = [[str(box), str(package)]]
+    if (package / "world").is_dir():
+        overlays.append([str(package / "world"), str(package / "world")])
+    return overlays
+
+
 def prepare_course(out: Path, solutions: Path, labs: list[str]) -> Path:
-    """Generate each lab into ``out/course`` (once per source version)."""
+    """Generate each lab into ``out/course`` (once per source version), and the sandbox's
+    copy of the helper package without that lab's answer key (every run)."""
     course = out / "course"
     state_path = course / "sources.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    package = _kit_package()
     for lab in labs:
+        if package is not None:
+            source_nb = nbformat.read(C.source_notebook(solutions, lab), as_version=4)
+            AK.build_box_package(package, course / "box" / lab / "rlhf_helpers", AK.learner_names(source_nb), lab)
         digest = C.tree_digest(C.source_notebook(solutions, lab).parent)
         if state.get(lab) == digest and (course / "release" / lab / f"{lab}.ipynb").is_file():
             continue

@@ -7,10 +7,13 @@
   output that says so; the kernel is restarted, the cells that ran before are
   replayed to restore the learner's state, and grading goes on with the next
   cell. Every such event is written to a JSON side file for the ``reason``.
+  Test cells are *observed* there and *judged* here (:mod:`autograder.judge`):
+  the kernel runs only each test's observation program, and after the run
+  every test cell's outputs are replaced by the judge's verdict.
 * :class:`StrictSaveAutoGrades` scores a test cell by one rule: it passes when
-  it raised nothing. Text on stderr (a warning, a progress bar) and a trailing
-  value are ignored (nbgrader would score the first 0 and read the second as
-  partial credit).
+  its (judged) outputs hold no error. Text on stderr (a warning, a progress bar)
+  and a trailing value are ignored (nbgrader would score the first 0 and read
+  the second as partial credit).
 * :class:`HideHiddenTests` runs when feedback is made: test cells lose their
   hidden part, their tracebacks are reduced to the exception line, and any
   output anywhere that quotes a hidden test is replaced by a notice.
@@ -28,8 +31,10 @@ from nbformat import NotebookNode
 from traitlets import Dict, Float, Integer, List, Unicode
 
 from nbgrader import utils
+from rlhf_helpers.observations import MIME
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, SaveAutoGrades
 
+from . import judge as J
 from .course import ANSI, leaks
 
 TIMEOUT_ENAME = "CellTimeoutError"
@@ -67,12 +72,19 @@ class SandboxExecute(Execute):
     events_path = Unicode("", help="JSON file to record timeouts, crashes and skipped cells in").tag(config=True)
     memory_mb = Integer(0, help="memory cap of the kernel (for messages only)").tag(config=True)
     kernel_log = Unicode("", help="the sandboxed kernel's own stderr (quoted when it dies)").tag(config=True)
+    tests = Dict(help="grade_id -> the lab source's test cell (hidden tests included); these are observed and judged").tag(config=True)
+    learner_names = List(Unicode(), help="names the learner writes (never defined on the judging side)").tag(config=True)
+    equivalents = Dict(help="graded name -> dotted paths of the ready-made equivalents it must not use").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._events: list[dict] = []
         self._ran: list[int] = []
         self._restarts = 0
         self._stop_reason = ""
+        self._observations: dict[int, list[dict]] = {}
+        self._programs = {gid: J.observation_program(src) for gid, src in self.tests.items()}
+        learner_code = [c.source for c in nb.cells if c.cell_type == "code" and self._test_id(c) is None]
+        self._handed = J.handoffs(learner_code, {n: list(self.equivalents.get(n, [])) for n in self.learner_names})
         self._deadline = time.monotonic() + self.budget
         self.error_on_timeout = {
             "ename": TIMEOUT_ENAME,
@@ -80,9 +92,58 @@ class SandboxExecute(Execute):
             "traceback": [f"{TIMEOUT_ENAME}: this cell ran longer than the {self.timeout} s limit and was stopped"],
         }
         try:
-            return super().preprocess(nb, resources, km)
+            nb, resources = super().preprocess(nb, resources, km)
+            self._judge_all(nb)
+            return nb, resources
         finally:
             self._save_events()
+
+    # -- observe inside, judge outside ----------------------------------------------
+    def _test_id(self, cell) -> str | None:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        is_test = cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
+        return gid if is_test and gid in self.tests else None
+
+    def _run(self, cell, index: int, store_history: bool):
+        """Execute ``cell``; a test cell runs only its observation program, and its
+        observations are taken out of its outputs."""
+        gid = self._test_id(cell)
+        if gid is None:
+            return self.execute_cell(cell, index, store_history=store_history)
+        original = cell.source
+        cell.source = self._programs[gid]
+        try:
+            cell = self.execute_cell(cell, index, store_history=store_history)
+        finally:
+            cell.source = original
+            outputs = list(cell.get("outputs", []))
+            self._observations[index] = [o["data"][MIME] for o in outputs if _is_observation(o)]
+            cell.outputs = [o for o in outputs if not _is_observation(o)]
+        return cell
+
+    def _judge_all(self, nb) -> None:
+        for index, cell in enumerate(nb.cells):
+            gid = self._test_id(cell)
+            if gid is None:
+                continue
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            ours = [o for o in errors if o.get("ename") in (TIMEOUT_ENAME, DIED_ENAME, NOT_RUN_ENAME)]
+            kept = [o for o in cell.get("outputs", []) if o.get("output_type") != "error"]
+            if ours:
+                cell.outputs = kept + ours[:1]
+                continue
+            verdict = J.judge_test(self.tests[gid], self._observations.get(index, []), set(self.learner_names),
+                                   {n: list(self.equivalents.get(n, [])) for n in self.learner_names}, self._handed,
+                                   timeout=float(self.timeout), label=gid)
+            if verdict.passed:
+                cell.outputs = kept
+                continue
+            ename, message = verdict.ename, verdict.message
+            if ename == J.NOT_OBSERVED and errors:
+                e = errors[0]
+                ename = e.get("ename") or "Error"
+                message = f"this test stopped early in your notebook: {ename}: {ANSI.sub('', str(e.get('evalue', '')))}"
+            cell.outputs = kept + [error_output(ename, message)]
 
     # -- events ----------------------------------------------------------------
     def _event(self, kind: str, index: int, cell, detail: str) -> None:
@@ -105,7 +166,7 @@ class SandboxExecute(Execute):
             return cell, self.resources
         self._check_assign_resources(resources)
         try:
-            cell = self.execute_cell(cell, index, store_history=True)
+            cell = self._run(cell, index, store_history=True)
         except DeadKernelError:
             detail = self._death_detail()
             cell.outputs = list(cell.get("outputs", [])) + [error_output(DIED_ENAME, detail)]
@@ -166,15 +227,21 @@ class SandboxExecute(Execute):
             self._stop_reason = f"the kernel could not be restarted ({type(exc).__name__}: {exc})"
             return
         for index in list(self._ran):
+            if self._test_id(self.nb.cells[index]) is not None:
+                continue  # tests leave no state behind: nothing to restore
             replay = copy.deepcopy(self.nb.cells[index])
             try:
-                replay = self.execute_cell(replay, index, store_history=False)
+                replay = self._run(replay, index, store_history=False)
             except (DeadKernelError, CellTimeoutError):
                 self._stop_reason = f"replaying cell {index} after a restart failed"
                 return
             if any(o.get("output_type") == "error" and o.get("ename") == TIMEOUT_ENAME for o in replay.outputs):
                 self._stop_reason = f"replaying cell {index} after a restart timed out"
                 return
+
+
+def _is_observation(output) -> bool:
+    return output.get("output_type") == "display_data" and MIME in (output.get("data") or {})
 
 
 def cell_passed(cell) -> bool:

@@ -20,7 +20,8 @@ module puts that kernel, and only that kernel, in a box:
   a new PID namespace that dies with the grader (``--die-with-parent``).
 
 Time limits are the grader's job (per-cell timeouts and a per-submission
-budget, see :mod:`autograder.execute`).
+budget, see :mod:`autograder.preprocessors`). What the box does not hold:
+the graded lab's answer key (:mod:`autograder.answer_key`).
 
 The kernelspec written by :func:`write_kernelspec` starts
 ``python -m autograder.sandbox -f {connection_file}``; that launcher reads the
@@ -68,6 +69,9 @@ class SandboxConfig:
     tmpfs_mb: int = field(default=512, metadata={"help": "size of each in-memory scratch (/tmp, $HOME), MiB"})
     threads: int = field(default=1, metadata={"help": "OMP/MKL threads per kernel (cores / parallel jobs)"})
     ro_paths: list[str] = field(default_factory=list, metadata={"help": "extra folders mounted read-only at the same path"})
+    overlays: list[list[str]] = field(default_factory=list, metadata={
+        "help": "[source, target] pairs mounted read-only after everything else: source is seen at target "
+                "(the helper package without the graded lab's answer key, see autograder.answer_key)"})
     env: dict[str, str] = field(default_factory=dict, metadata={"help": "extra environment variables"})
     enabled: bool = field(default=True, metadata={"help": "False runs the kernel unboxed (--no-sandbox)"})
 
@@ -161,6 +165,7 @@ def sandbox_env(cfg: SandboxConfig) -> dict[str, str]:
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
         "NBGRADER_EXECUTION": "autograde",
+        "RLHF_COURSE_OBSERVE": "1",  # test cells report what they observe; the grader judges (autograder.judge)
     }
     for key in ("RLHF_COURSE_PROFILE", "RLHF_COURSE_WORLD"):
         if os.environ.get(key):
@@ -196,6 +201,8 @@ def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
     for path in default_ro_paths() + list(cfg.ro_paths):
         if not path.startswith(("/usr/", "/opt/")):
             cmd += ["--ro-bind", path, path]
+    for source, target in cfg.overlays:  # later mounts hide what is below them
+        cmd += ["--ro-bind", source, target]
     cmd += ["--bind", cfg.work_dir, SANDBOX_WORK,
             "--bind", cfg.ipc_dir, cfg.ipc_dir,
             "--chdir", SANDBOX_WORK]

@@ -13,6 +13,13 @@ fail on the blank copy, silently?
 This is a developer's shortcut, not the grader: ``rlhf-course grade`` and
 ``tests/test_labs.py`` are the authority (hidden tests, sandbox, gradebook).
 Exit status 0 when every check holds.
+
+    python -m autograder.selftest --grade lab1_sampling [--solutions DIR] [--jobs N]
+
+grades, through ``rlhf-course grade`` itself (sandbox, observe and judge),
+three copies of the lab: the solution (must earn full marks), the blank copy
+and a *cheat* whose every graded function is taken from the kit's own answer
+key in a different spelling (:func:`cheat_copy`; both must earn nothing).
 """
 
 from __future__ import annotations
@@ -87,8 +94,120 @@ def selftest(path: str, timeout: int = 300) -> int:
     return 0 if ok else 1
 
 
+# --------------------------------------------------------------------------- graded, with cheats
+
+CHEATS = [
+    "from rlhf_helpers.{mod} import {name}",
+    "import importlib\n{name} = getattr(importlib.import_module('rlhf_helpers.{mod}'), '{name}')",
+    "def {name}(*args, **kwargs):\n    import sys, rlhf_helpers.{mod}\n"
+    "    return sys.modules['rlhf_helpers.{mod}'].__dict__['{name}'](*args, **kwargs)",
+    "import rlhf_helpers.{mod} as _kit_module\n_kit_space = {{}}\n"
+    "exec(compile(open(_kit_module.__file__).read(), _kit_module.__file__, 'exec'), _kit_space)\n"
+    "{name} = _kit_space['{name}']",
+    "import glob, importlib.util, os, rlhf_helpers\n"
+    "_pyc = glob.glob(os.path.join(os.path.dirname(rlhf_helpers.__file__), '**', '{mod}*.pyc'), recursive=True)\n"
+    "if _pyc:\n    _spec = importlib.util.spec_from_file_location('_kit_pyc', _pyc[0])\n"
+    "    _m = importlib.util.module_from_spec(_spec)\n    _spec.loader.exec_module(_m)\n    {name} = _m.{name}\n"
+    "else:\n    from rlhf_helpers.{mod} import {name}",
+]
+"""Ways to take the kit's own answer instead of writing it: import, importlib, sys.modules,
+exec of the module's source, and its bytecode. None may earn a point in the grader."""
+
+
+def kit_modules(package: Path) -> dict[str, str]:
+    """Top-level function or class name -> the kit module (``sampling``, ...) that defines it."""
+    import ast
+
+    found: dict[str, str] = {}
+    for path in sorted(package.glob("*.py")):
+        for stmt in ast.parse(path.read_text()).body:
+            if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+                found.setdefault(stmt.name, path.stem)
+    return found
+
+
+def cheat_copy(source_nb, released_nb, package: Path):
+    """The released notebook with every graded function the kit also defines taken from the kit."""
+    from .answer_key import learner_names
+
+    where = kit_modules(package)
+    nb = copy.deepcopy(released_nb)
+    names_by_cell = {}
+    for cell in source_nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid and cell.metadata.nbgrader.get("solution") and cell.cell_type == "code":
+            fake = nbformat.v4.new_notebook(cells=[cell])
+            names_by_cell[gid] = [n for n in learner_names(fake) if n in where]
+    n = 0
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if names_by_cell.get(gid):
+            lines = []
+            for name in names_by_cell[gid]:
+                lines.append(CHEATS[n % len(CHEATS)].format(mod=where[name], name=name))
+                n += 1
+            cell.source = "\n".join(lines)
+    return nb
+
+
+def grade_check(lab: str, solutions: Path, jobs: int = 2) -> int:
+    """Grade the solution, blank and cheat copies of ``lab``; 0 when they score full, 0 and 0."""
+    import tempfile
+
+    import rlhf_helpers
+
+    from . import course as C
+    from .grading import Settings, grade_class
+
+    with tempfile.TemporaryDirectory(prefix="rlhf-selftest-") as tmp:
+        root = Path(tmp)
+        C.build_release(solutions, root / "released", [lab])
+        source = nbformat.read(C.source_notebook(solutions, lab), as_version=4)
+        released = nbformat.read(root / "released" / lab / f"{lab}.ipynb", as_version=4)
+        answers = {c.metadata.nbgrader["grade_id"]: c.source for c in source.cells
+                   if c.metadata.get("nbgrader", {}).get("solution")}
+        solved = copy.deepcopy(released)
+        for cell in solved.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if gid in answers:
+                cell.source = answers[gid]
+        copies = {"solution": solved, "blank": released,
+                  "cheat": cheat_copy(source, released, Path(rlhf_helpers.__file__).parent)}
+        for who, nb in copies.items():
+            (root / "subs" / who / lab).mkdir(parents=True)
+            nbformat.write(nb, root / "subs" / who / lab / f"{lab}.ipynb")
+        records = {r["student_id"]: r for r in grade_class(root / "subs", root / "out", solutions, Settings(jobs=jobs))}
+        graded = root / "out" / "course" / "autograded" / "solution" / lab / f"{lab}.ipynb"
+        broken = []
+        if graded.is_file():  # the rest of the lab must work in the box too (with the learner's own functions)
+            for i, cell in enumerate(nbformat.read(graded, as_version=4).cells):
+                if cell.cell_type == "code" and not _is_test(cell):
+                    broken += [f"cell {i}: {o.ename}: {str(o.evalue)[:200]}" for o in cell.get("outputs", [])
+                               if o.output_type == "error"]
+    ok = True
+    for who, rec in records.items():
+        tests = [c for c in rec["cells"] if c["kind"] == "test"]
+        want_full = who == "solution"
+        bad = [c["grade_id"] for c in tests if (c["score"] != c["max"]) == want_full]
+        ok &= rec["status"] == "graded" and not bad
+        print(f"{who:9s} {rec.get('auto_score')}/{rec.get('auto_max')} in {rec['seconds']:.0f} s"
+              + (f"  WRONG: {bad}" if bad else "  ok"))
+        for note in rec["notes"]:
+            print(f"    - {note[:300]}")
+    for line in broken:
+        print(f"  ERROR in the solution's non-test {line}")
+    ok &= not broken
+    print(f"selftest --grade {lab}:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[0] == "--grade":
+        sols = Path(args[args.index("--solutions") + 1]) if "--solutions" in args else Path("solutions")
+        n_jobs = int(args[args.index("--jobs") + 1]) if "--jobs" in args else 2
+        sys.exit(grade_check(args[1], sols, n_jobs))
+    if len(args) != 1:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    sys.exit(selftest(sys.argv[1]))
+    sys.exit(selftest(args[0]))

@@ -6,6 +6,12 @@ computed at test time, and fails with an ``AssertionError`` whose message names
 the likely mistake. Checks never print and return ``None``, so a test cell made
 of them is silent and ends without a value, as nbgrader needs.
 
+A test cell reaches the learner's code only through ``observe`` and
+``attempt`` (re-exported from :mod:`rlhf_helpers.observations`, which says how
+the grader keeps the verdict out of the learner's kernel). Checks are plain
+statements, so the grader can remove them, with their hints and expected
+values, from what it sends to that kernel.
+
 ``compare`` is the exception: it is for learners, prints a one-line report
 (exact / approximate / max difference) and never raises, in the spirit of the
 ``cmp`` helper in Karpathy's backprop lecture.
@@ -21,7 +27,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["assert_type", "assert_tensor", "assert_close_float", "assert_raises", "compare", "quiet"]
+from rlhf_helpers.observations import JUDGE, ObservedError, Opaque, Outcome, attempt, observe
+
+__all__ = ["assert_type", "assert_tensor", "assert_close_float", "assert_raises", "compare", "quiet",
+           "observe", "attempt", "JUDGE", "CHECKS"]
+
+CHECKS = ("assert_type", "assert_tensor", "assert_close_float", "assert_raises", "assert_equal")
+"""The check functions: calls to these are judge-side statements (see :mod:`rlhf_helpers.observations`)."""
 
 
 def _fail(what: str, hint: str | None) -> None:
@@ -36,7 +48,8 @@ def assert_type(obj: Any, expected: type | tuple[type, ...], name: str, hint: st
     """
     if not isinstance(obj, expected):
         names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-        _fail(f"{name} should be a {names}, got {type(obj).__name__}.", hint)
+        got = obj.type_name if isinstance(obj, Opaque) else type(obj).__name__
+        _fail(f"{name} should be a {names}, got {got}.", hint)
     if isinstance(obj, torch.Tensor) and type(obj) not in (torch.Tensor, torch.nn.Parameter):
         _fail(f"{name} should be a plain torch.Tensor, got the subclass {type(obj).__name__}.", hint)
 
@@ -89,19 +102,28 @@ def assert_close_float(actual: Any, expected: float, name: str = "result", *, hi
         _fail(f"{name} = {actual!r}, expected {expected!r}.", hint)
 
 
-def assert_raises(exc_type: type[BaseException], fn: Callable[..., Any], *args: Any,
-                  hint: str | None = None, **kwargs: Any) -> None:
-    """Fail unless ``fn(*args, **kwargs)`` raises ``exc_type``."""
-    call = f"{getattr(fn, '__name__', 'function')}({', '.join([repr(a) if not isinstance(a, torch.Tensor) else 'tensor' for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
-    try:
-        fn(*args, **kwargs)
-    except exc_type:
+def assert_raises(exc_type: type[BaseException], outcome: Outcome, name: str, hint: str | None = None) -> None:
+    """Fail unless ``outcome`` (from :func:`attempt`) is ``exc_type`` (or a subclass) being raised.
+
+    A ``NotImplementedError`` is raised again, so an unanswered exercise reads as such.
+    """
+    if not isinstance(outcome, Outcome):
+        raise TypeError("assert_raises takes the outcome of attempt(lambda: ...), e.g. "
+                        "assert_raises(ValueError, attempt(lambda: f(-1)), 'f(-1)')")
+    if outcome.ok:
+        _fail(f"{name} should raise {exc_type.__name__} but returned normally.", hint)
+    if outcome.raised_a(exc_type):
         return
-    except NotImplementedError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - we report what was raised instead
-        _fail(f"{call} raised {type(exc).__name__}: {exc}; expected {exc_type.__name__}.", hint)
-    _fail(f"{call} should raise {exc_type.__name__} but returned normally.", hint)
+    if outcome.raised_a(NotImplementedError):
+        raise outcome.error if outcome.error is not None else ObservedError("NotImplementedError", outcome.message)
+    _fail(f"{name} raised {outcome.raised[0]}: {outcome.message}; expected {exc_type.__name__}.", hint)
+
+
+def assert_equal(actual: Any, expected: Any, name: str = "result", *, hint: str | None = None) -> None:
+    """Check that ``actual`` has the type of ``expected`` and equals it (plain data: str, int, list, dict, ...)."""
+    assert_type(actual, type(expected), name, hint)
+    if actual != expected:
+        _fail(f"{name} = {actual!r}, expected {expected!r}.", hint)
 
 
 def compare(name: str, actual: torch.Tensor, expected: torch.Tensor) -> None:

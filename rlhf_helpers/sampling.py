@@ -53,6 +53,10 @@ __all__ = [
 ]
 
 
+CARRIES = {"generate_ids": ["generate_text"]}
+"""Helpers that do a graded function's work under another name: the grader hides them with it."""
+
+
 # ----------------------------------------------------------------------------- input checks
 def _check_logits(logits: Any, name: str = "logits") -> None:
     if not isinstance(logits, torch.Tensor):
