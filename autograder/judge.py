@@ -167,6 +167,12 @@ def test_cell_problems(source: str, learner_names: set[str]) -> list[str]:
         if _is_judge_block(node) and any(_is_observer(n) for n in ast.walk(node)):
             problems.append(f"line {node.lineno}: an `if {JUDGE_FLAG}:` block must not observe anything "
                             "(the learner's kernel never runs it)")
+    known_here = _bound_names(tree) | set(dir(builtins)) | learner_names
+    for name, line in _loads_outside_functions(tree):
+        if name not in known_here:
+            problems.append(f"line {line} uses {name!r}, which the cell neither imports nor defines: test cells are "
+                            "checked in a fresh namespace, so import everything they use")
+            known_here.add(name)
     try:
         program = ast.parse(observation_program(source))
     except SyntaxError as exc:  # pragma: no cover - unparse of a parsed tree
