@@ -51,6 +51,7 @@ from rlhf_helpers.observations import TRIPWIRES_ENV
 
 from . import answer_key as AK
 from . import course as C
+from . import similarity
 from .sandbox import (CONFIG_ENV, INSTALL_HINT, SandboxConfig, SandboxUnavailable, bwrap_path, probe,
                       write_kernelspec)
 
@@ -59,7 +60,7 @@ WORKER_MARGIN_S = 180
 """Seconds a worker may take beyond a notebook's budget (kernel start, nbgrader, feedback)
 before the parent kills it and records ``status=error`` for that submission."""
 CSV_FIXED = ["student_id", "lab_id"]
-CSV_TAIL = ["auto_score", "auto_max", "pending_max", "total", "max_score", "status", "reason"]
+CSV_TAIL = ["auto_score", "auto_max", "pending_max", "total", "max_score", "status", "reason", "flags"]
 
 
 @dataclass
@@ -649,6 +650,13 @@ def _grade_class(subs, out, solutions, settings, progress, workers) -> list[dict
     for t in threads:
         t.join()
     ordered = [results[(s.student, s.lab)] for s in subs]
+    notebooks: dict[str, dict[str, Path]] = {}
+    for s in subs:
+        if s.lab in known and s.notebook.is_file() and not s.notebook.is_symlink():
+            notebooks.setdefault(s.lab, {})[s.student] = s.notebook
+    flagged = similarity.report(out, course, labs, notebooks, _kit_package())
+    for r in ordered:
+        r["flags"] = flagged.get((r["student_id"], r["lab_id"]), [])
     write_csv(out / "grades.csv", ordered, solutions_order(course, labs))
     return ordered
 
@@ -681,7 +689,7 @@ def write_csv(path: Path, records: list[dict], cells: list[tuple[str, str]]) -> 
         w.writerow(header)
         for r in records:
             row = {"student_id": r["student_id"], "lab_id": r["lab_id"], "status": r["status"],
-                   "reason": "; ".join(r.get("notes", []))}
+                   "reason": "; ".join(r.get("notes", [])), "flags": "; ".join(r.get("flags", []))}
             graded = r["status"] == "graded"
             for c in r.get("cells", []):
                 key = names.get((r["lab_id"], c["grade_id"]))

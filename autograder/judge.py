@@ -251,6 +251,11 @@ def handoffs(learner_sources: list[str], graded: dict[str, list[str]], kit_packa
         if stmt is None:
             continue
         strong, names = _identifiers(stmt)
+        for used in sorted(names - {name}):  # one level into what it calls: imports, helpers, aliases
+            helper = defs.get(used)
+            if helper is not None and helper is not stmt:
+                more, _ = _identifiers(helper)
+                strong |= more
         if isinstance(stmt, (ast.Import, ast.ImportFrom)) or (kit_package in strong and name in strong):
             out[name] = (f"{name} is not your own code here: it is taken from an import; no points for it."
                          f"\nHint: write {name} yourself")

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from rlhf_helpers.observations import JUDGE, ObservedError, Opaque, Outcome, attempt, observe
+from rlhf_helpers.observations import JUDGE, ObservedError, Outcome, attempt, observe
 
 __all__ = ["assert_type", "assert_tensor", "assert_close_float", "assert_raises", "compare", "quiet",
            "observe", "attempt", "JUDGE", "CHECKS"]
@@ -48,8 +48,7 @@ def assert_type(obj: Any, expected: type | tuple[type, ...], name: str, hint: st
     """
     if not isinstance(obj, expected):
         names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-        got = obj.type_name if isinstance(obj, Opaque) else type(obj).__name__
-        _fail(f"{name} should be a {names}, got {got}.", hint)
+        _fail(f"{name} should be a {names}, got {type(obj).__name__}.", hint)
     if isinstance(obj, torch.Tensor) and type(obj) not in (torch.Tensor, torch.nn.Parameter):
         _fail(f"{name} should be a plain torch.Tensor, got the subclass {type(obj).__name__}.", hint)
 

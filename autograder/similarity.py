@@ -1,0 +1,187 @@
+"""Copying, made visible to the instructor (never zeroed automatically).
+
+For each lab, ``grade`` compares the code every learner wrote for the graded
+functions with every other learner's, with the lab's ``solutions/`` and with
+the kit's own reference implementations, using copydetect (winnowed
+fingerprints of the tokenised code: names, strings, comments and formatting
+do not matter). The lab's given code (signatures, docstrings) is boilerplate
+and does not count; unanswered functions are left out.
+
+It writes ``similarity/<lab>.html`` (copydetect's report, copied code
+highlighted side by side) and one ``similarity.csv`` row per pair at or above
+:data:`REPORT_AT`; a learner whose similarity to another source reaches
+:data:`FLAG_AT` gets a ``flags`` entry in ``grades.csv``. The instructor decides.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import csv
+import io
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from . import answer_key as AK
+from .judge import learner_definitions
+
+REPORT_AT = 0.5
+"""Pairs at least this similar go into similarity.csv and the HTML report."""
+FLAG_AT = 0.8
+"""A learner at least this similar to another source is flagged in grades.csv."""
+NOISE_T, GUARANTEE_T = 10, 15
+"""copydetect's k-gram lengths (filtered characters): short, because graded functions are short."""
+SOLUTIONS, KIT = "(solutions)", "(the kit's reference)"
+
+
+@dataclass
+class Pair:
+    lab: str
+    student: str
+    other: str
+    similarity: float
+    other_similarity: float
+    tokens: int
+
+
+def _answered(stmt: ast.stmt) -> bool:
+    """False for a function the learner left as given (its body still raises NotImplementedError)."""
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
+                return False
+    return True
+
+
+def graded_code(sources: list[str], names: list[str]) -> str:
+    """The learner's own definitions of the graded ``names`` (answered ones only), as one text."""
+    texts: dict[str, str] = {}
+    for src in sources:  # the last definition of a name wins, as when the notebook runs
+        for name, stmt in learner_definitions([src]).items():
+            if name in names:
+                segment = ast.get_source_segment(src, stmt)
+                if segment is not None and _answered(stmt):
+                    texts[name] = segment
+                else:
+                    texts.pop(name, None)
+    return "\n\n".join(texts[n] for n in names if n in texts)
+
+
+def _notebook_code(path: Path) -> list[str]:
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - an unreadable notebook has no code to compare
+        return []
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def kit_code(package: Path | None, names: list[str]) -> str:
+    """The kit's reference definitions of ``names`` (from the real package, outside any box)."""
+    if package is None:
+        return ""
+    parts = []
+    for path in sorted(package.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for stmt in ast.parse(text).body:
+            if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and stmt.name in names:
+                parts.append(ast.get_source_segment(text, stmt) or "")
+    return "\n\n".join(parts)
+
+
+def compare_lab(lab: str, notebooks: dict[str, Path], source_nb, released_nb, package: Path | None,
+                html_out: Path) -> list[Pair]:
+    """All pairs at or above :data:`REPORT_AT` for one lab; writes the HTML report when there are any."""
+    from copydetect import CopyDetector
+
+    names = AK.learner_names(source_nb)
+    with tempfile.TemporaryDirectory(prefix="rlhf-similar-") as tmp:
+        root = Path(tmp)
+        subs, refs, given = root / "submissions", root / "references", root / "given"
+        for d in (subs, refs, given):
+            d.mkdir()
+        for student, path in notebooks.items():
+            code = graded_code(_notebook_code(path), names)
+            if code.strip():
+                (subs / f"{student}.py").write_text(code + "\n")
+        solutions = graded_code([c.source for c in source_nb.cells if c.cell_type == "code"], names)
+        (refs / f"{SOLUTIONS}.py").write_text(_strip_markers(solutions) + "\n")
+        kit = kit_code(package, names)
+        if kit:
+            (refs / f"{KIT}.py").write_text(kit + "\n")
+        (given / "given.py").write_text("\n\n".join(c.source for c in released_nb.cells if c.cell_type == "code") + "\n")
+        if not any(subs.iterdir()):
+            return []
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        detector = CopyDetector(test_dirs=[str(subs)], ref_dirs=[str(subs), str(refs)], boilerplate_dirs=[str(given)],
+                                extensions=["py"], noise_t=NOISE_T, guarantee_t=GUARANTEE_T, display_t=REPORT_AT,
+                                autoopen=False, silent=True, out_file=str(html_out))
+        with _quiet():
+            detector.run()
+        pairs = []
+        for test_sim, ref_sim, test_f, ref_f, _hl1, _hl2, tokens in detector.get_copied_code_list():
+            pairs.append(Pair(lab, Path(test_f).stem, Path(ref_f).stem, round(float(test_sim), 3),
+                              round(float(ref_sim), 3), int(tokens)))
+        if pairs:
+            with _quiet():
+                detector.generate_html_report()
+        return pairs
+
+
+def _strip_markers(code: str) -> str:
+    return "\n".join(line for line in code.splitlines() if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+
+
+@contextlib.contextmanager
+def _quiet():
+    logging.getLogger().disabled, was = True, logging.getLogger().disabled
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logging.getLogger().disabled = was
+
+
+def write_csv(path: Path, pairs: list[Pair]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["lab_id", "student_id", "similar_to", "similarity", "similarity_of_other", "shared_tokens"])
+        for p in sorted(pairs, key=lambda p: (p.lab, -p.similarity, p.student, p.other)):
+            w.writerow([p.lab, p.student, p.other, f"{p.similarity:.3f}", f"{p.other_similarity:.3f}", p.tokens])
+    tmp.replace(path)
+
+
+def flags(pairs: list[Pair]) -> dict[tuple[str, str], list[str]]:
+    """(student, lab) -> the flags for grades.csv, most similar first."""
+    found: list[tuple[float, str, str, str]] = []
+    for p in pairs:
+        found.append((p.similarity, p.student, p.lab, p.other if p.other in (SOLUTIONS, KIT) else f"student {p.other}"))
+        if p.other not in (SOLUTIONS, KIT):  # copydetect lists each pair of learners once
+            found.append((p.other_similarity, p.other, p.lab, f"student {p.student}"))
+    out: dict[tuple[str, str], list[str]] = {}
+    for sim, student, lab, who in sorted(found, key=lambda f: -f[0]):
+        if sim >= FLAG_AT and f"similar to {who}" not in " ".join(out.get((student, lab), [])):
+            out.setdefault((student, lab), []).append(f"similar to {who} ({sim:.2f})")
+    return out
+
+
+def report(out: Path, course: Path, labs: list[str], notebooks: dict[str, dict[str, Path]],
+           package: Path | None) -> dict[tuple[str, str], list[str]]:
+    """Compare every lab's submissions (``notebooks[lab][student]``); write ``similarity.csv`` and
+    ``similarity/<lab>.html`` under ``out``; return the flags for grades.csv."""
+    pairs: list[Pair] = []
+    for lab in labs:
+        if not notebooks.get(lab):
+            continue
+        source = nbformat.read(course / "source" / lab / f"{lab}.ipynb", as_version=4)
+        released = nbformat.read(course / "release" / lab / f"{lab}.ipynb", as_version=4)
+        html = out / "similarity" / f"{lab}.html"
+        html.unlink(missing_ok=True)
+        pairs += compare_lab(lab, notebooks[lab], source, released, package, html)
+    write_csv(out / "similarity.csv", pairs)
+    return flags(pairs)
