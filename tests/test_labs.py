@@ -3,8 +3,10 @@
 Parametrized over the labs present when pytest collects; with none, the tests
 are skipped with a reason. The slow part grades, in one class with
 ``--jobs 2`` through the same path as ``rlhf-course grade``, each lab's
-solution (must score full marks) and its released blank copy (must score 0 on
-every auto-graded cell): the project-wide guard against tests that cannot fail.
+solution (must score full marks), its released blank copy (must score 0 on
+every auto-graded cell: the project-wide guard against tests that cannot fail)
+and a cheat copy whose graded functions are all taken from the kit's own
+answers in five spellings (must score 0: the answer key is not in the box).
 """
 
 from __future__ import annotations
@@ -74,13 +76,24 @@ def graded_labs(tmp_path_factory):
     root = tmp_path_factory.mktemp("labs")
     valid = [lab for lab in LAB_IDS if not C.validate_source(C.source_notebook(SOLUTIONS, lab))]
     C.build_release(SOLUTIONS, root / "released", valid)
+    import rlhf_helpers
+
+    from autograder.selftest import cheat_copy
+
     for lab in valid:
         _solved_copy(lab, root / "released" / lab, root / "subs" / "solution" / lab)
         shutil.copytree(root / "released" / lab, root / "subs" / "blank" / lab)
+        source = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
+        released = nbformat.read(root / "released" / lab / f"{lab}.ipynb", as_version=4)
+        (root / "subs" / "cheat" / lab).mkdir(parents=True)
+        nbformat.write(cheat_copy(source, released, Path(rlhf_helpers.__file__).parent),
+                       root / "subs" / "cheat" / lab / f"{lab}.ipynb")
     start = time.perf_counter()
     records = grade_class(root / "subs", root / "out", SOLUTIONS, Settings(jobs=2), progress=print) if valid else []
     print(f"graded {len(records)} lab notebooks in {time.perf_counter() - start:.0f} s")
-    return {(r["student_id"], r["lab_id"]): r for r in records}
+    graded = {(r["student_id"], r["lab_id"]): r for r in records}
+    graded["out"] = root / "out"
+    return graded
 
 
 def _record(graded_labs, who: str, lab: str) -> dict:
@@ -107,3 +120,38 @@ def test_blank_copy_scores_zero(graded_labs, lab):
     passing = [c["grade_id"] for c in r["cells"] if c["kind"] == "test" and c["score"]]
     assert not passing, f"{lab}: these tests pass on the blank copy, so they cannot fail: {passing}"
     assert r["cells"], f"{lab}: no graded cells"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", PARAMS)
+def test_the_kits_answers_earn_nothing(graded_labs, lab):
+    """Every graded function taken from the kit (import, importlib, sys.modules, exec of the
+    module's source, its bytecode): the sandbox holds no answer key, so nothing scores."""
+    r = _record(graded_labs, "cheat", lab)
+    assert r["status"] == "graded", "; ".join(r["notes"])
+    passing = [c["grade_id"] for c in r["cells"] if c["kind"] == "test" and c["score"]]
+    assert not passing, f"{lab}: the kit's own answers earned points in {passing}: " + "; ".join(r["notes"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", PARAMS)
+def test_the_whole_lab_runs_in_the_box(graded_labs, lab):
+    """Under grading the lab's other cells (demos, training, plots) run with the learner's own
+    functions, since the kit's versions of this lab's are stubs there: none may fail."""
+    _record(graded_labs, "solution", lab)
+    nb = nbformat.read(graded_labs["out"] / "course" / "autograded" / "solution" / lab / f"{lab}.ipynb", as_version=4)
+    errors = [(i, o.ename, str(o.evalue)[:300]) for i, c in enumerate(nb.cells)
+              if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get("grade")
+              for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, f"{lab}: cells fail under grading: {errors}"
+
+
+@pytest.mark.slow
+def test_copies_of_the_solutions_are_flagged_not_zeroed(graded_labs):
+    import csv
+
+    with open(graded_labs["out"] / "grades.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["student_id"] == "solution"]
+    assert rows and all("similar to (solutions)" in r["flags"] for r in rows), [r["flags"] for r in rows]
+    assert all(r["auto_score"] == r["auto_max"] for r in rows)
+    assert (graded_labs["out"] / "similarity.csv").is_file()
