@@ -1,18 +1,28 @@
 """Helpers for the RLHF course kit, one module per concept.
 
-==============  ==============================================================
-``config``      profiles: the offline "tiny" world (default) or the real "hub"
-                course models, chosen by ``RLHF_COURSE_PROFILE``
-``reviews``     the seeded probabilistic grammar of movie reviews
-``world``       builds the tiny world: tokenizer, policy, reward model, pairs
-``models``      ``load_policy`` and ``load_reward_pipeline``
-``data``        ``load_reviews``, ``load_preference_pairs`` and raw records
-``checks``      comparison helpers used by the labs' tests (type, shape, value)
-``cli``         the ``rlhf-course`` command
-==============  ==============================================================
+================  ============================================================
+``config``        profiles: the offline "tiny" world (default) or the real "hub"
+                  course models, chosen by ``RLHF_COURSE_PROFILE``
+``reviews``       the seeded probabilistic grammar of movie reviews
+``world``         builds the tiny world: tokenizer, policy, reward model, pairs
+``models``        ``load_policy``, ``load_reward_pipeline``, frozen copies
+``data``          ``load_reviews``, ``load_preference_pairs`` and raw records
+``sampling``      lab 1: temperature, top-k, top-p, repetition penalty, decoding
+``rewards``       lab 2: pipeline outputs to rewards, lengths, queries, rollouts
+``ppo``           lab 3: policy gradient, GAE, PPO losses and ``PPOTrainer``
+``kl``            lab 4: KL divergence, estimators, the regularised optimum
+``dpo``           lab 5: implied reward, Bradley-Terry, the DPO loss
+``finetune``      lab 6: preference data and TRL's ``DPOTrainer`` around it
+``widgets``       the generation and beta explorers (ipywidgets)
+``plots``         the labs' figures
+``checks``        the checks test cells are made of (type, shape, value, hint)
+``observations``  ``observe``/``attempt``: what a test sees of the learner's code
+``cli``           the ``rlhf-course`` command
+================  ============================================================
 
-Later modules (sampling, rewards, ppo, kl, dpo, widgets, plots) follow the
-same rule: the file is named after the concept it holds.
+Each lab module also holds the kit's own version of that lab's graded
+functions (for demos, later labs and the grader); the grading sandbox hides
+them while that lab is graded.
 
 Importing this package has no side effects: it does not seed, download or
 change global state.
