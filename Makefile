@@ -16,11 +16,12 @@ STAMP  := $(VENV)/.installed
 # system packages: bubblewrap isolates graded submissions; chromium runs the browser test
 SYSTEM_PACKAGES := bubblewrap chromium
 
-.PHONY: lab test setup system-deps world release lock clean-venv help
+.PHONY: lab test test-fast setup system-deps world release lock clean-venv help
 
 help:
 	@echo "make lab     open JupyterLab on labs/ (offline tiny models; RLHF_COURSE_PROFILE=hub for the real ones)"
 	@echo "make test    run the whole test suite (what CI runs)"
+	@echo "make test-fast  the quick loop: everything but the slow and browser tests (a few minutes)"
 	@echo "make world   rebuild the tiny model world (two to three minutes)"
 	@echo "make release regenerate labs/ from solutions/"
 
@@ -51,6 +52,9 @@ lab: setup
 
 test: setup system-deps
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 world: setup
 	$(BIN)/rlhf-course build-world

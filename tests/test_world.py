@@ -50,4 +50,3 @@ def test_full_rebuild_passes_the_gates_and_matches_the_shipped_world(tmp_path, w
         assert report["files"][rel]["sha256"] == shipped["files"][rel]["sha256"], rel
     assert abs(report["reward"]["accuracy"] - shipped["reward"]["accuracy"]) < 0.02
     assert abs(report["policy"]["perplexity"] - shipped["policy"]["perplexity"]) < 0.3
-    assert sum(report["seconds"].values()) < 300, "the rebuild should take a few minutes at most"
