@@ -47,9 +47,12 @@ whose gradient with respect to the policy parameters is
 =================================  ==============================================================
 
 The first four are the graded functions of lab 5; these are the kit's
-reference versions. Nothing here seeds or changes global state (the TRL
-comparison saves and restores the random number generators that
-``DPOTrainer`` reseeds).
+reference versions. While lab 5 is graded they are stubs in the sandbox (and
+so is ``dpo_gradient_weight``, see ``CARRIES``): the helpers that need a
+log-prob function take it as ``logprob_fn`` (the default, :func:`sequence_logprobs`,
+is looked up when called), and the lab passes the learner's. Nothing here
+seeds or changes global state (the TRL comparison saves and restores the
+random number generators that ``DPOTrainer`` reseeds).
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ __all__ = [
     "trl_dpo_loss_on_batch",
     "sample_bt_preferences",
 ]
+
+CARRIES = {"dpo_gradient_weight": ["bradley_terry_probability"]}
+"""Helpers that do a graded function's work under another name: the grader hides them with it
+(``dpo_gradient_weight(w, l)`` is ``bradley_terry_probability(l, w)``)."""
 
 LogprobFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """The signature of :func:`sequence_logprobs`: ``(logits, labels, loss_mask) -> (B,)``."""
