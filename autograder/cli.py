@@ -1,9 +1,9 @@
-"""``rlhf-course release | grade | check``: the grading subcommands.
+"""The ``rlhf-course`` command: ``release``, ``grade``, ``check`` (here) and the
+helper package's ``build-world`` and ``info`` (``rlhf_helpers.cli``).
 
-``rlhf_helpers.cli`` calls :func:`register` with its argparse subparsers. Each
-command returns an exit status: 0 on success, 1 when the work found a problem
-(labs out of date, a submission that could not be graded, a notebook short of
-full marks), 2 for a usage error.
+Each command returns an exit status: 0 on success, 1 when the work found a
+problem (labs out of date, a submission that could not be graded, a notebook
+short of full marks), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -181,3 +181,25 @@ def register(subparsers) -> None:
     p.add_argument("--lab", default=None, help="lab id (default: the notebook's file name)")
     _add_limits(p)
     p.set_defaults(func=_friendly(cmd_check))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rlhf_helpers import cli as helpers_cli
+
+    parser = argparse.ArgumentParser(
+        prog="rlhf-course", description="RLHF / DPO course kit: build the model world, release and grade labs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    helpers_cli.register(sub)
+    register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rlhf_helpers import cli as helpers_cli
+
+    return helpers_cli.main(argv, build_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,18 +1,15 @@
-"""The ``rlhf-course`` command.
-
-Subcommands::
+"""The helper package's own subcommands of ``rlhf-course``.
 
     rlhf-course build-world [--out DIR] [--seed N]   rebuild the tiny model world
     rlhf-course info                                 show the profile and what it loads
 
-Grading subcommands (``release``, ``grade``, ``check``) are registered by
-``autograder.cli`` when it is present.
+The ``rlhf-course`` command itself is the grader's (``autograder.cli``): it adds
+these with :func:`register`. ``python -m rlhf_helpers.cli`` runs them alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 
@@ -35,12 +32,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rlhf-course", description="RLHF / DPO course kit: build the model world, release and grade labs."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(sub) -> None:
+    """Add ``build-world`` and ``info`` to an argparse subparsers object."""
     p = sub.add_parser("build-world", help="rebuild the offline tiny model world from nothing")
     p.add_argument("--out", default=None, help="output folder (default: the package's world/ folder)")
     p.add_argument("--seed", type=int, default=0, help="seed for everything (default 0)")
@@ -51,18 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help="tiny or hub (default: $RLHF_COURSE_PROFILE or tiny)")
     p.set_defaults(func=_cmd_info)
 
-    try:
-        grading = importlib.import_module("autograder.cli")
-    except ModuleNotFoundError as exc:  # grading tools not installed alongside
-        if exc.name not in ("autograder", "autograder.cli"):
-            raise
-    else:
-        grading.register(sub)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rlhf_helpers.cli", description="the RLHF course kit's model world")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    args = (parser or build_parser()).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

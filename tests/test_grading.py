@@ -38,7 +38,7 @@ SANDBOX_PROBLEM = probe()  # None where bubblewrap works (CI installs it: `make 
 
 
 def rlhf_course(*args: str) -> int:
-    from rlhf_helpers.cli import main
+    from autograder.cli import main
 
     return main(list(args))
 
@@ -263,7 +263,7 @@ def test_resume_after_the_grader_is_killed_and_no_stale_scores(tmp_path):
     for student in ("good", "infinite_loop", "raises"):
         shutil.copytree(CLASS / student, subs / student)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "rlhf_helpers.cli", "grade", str(subs), "--out", str(out), *LIMITS]
+    cmd = [sys.executable, "-m", "autograder.cli", "grade", str(subs), "--out", str(out), *LIMITS]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while not (out / "results" / "good" / f"{LAB}.json").exists():  # 'good' is graded first (sorted)
