@@ -22,17 +22,23 @@ def _solutions(args) -> Path:
 
 
 def _settings(args, jobs: int = 1):
-    from .grading import Settings
+    from .worker import Settings
 
     return Settings(cell_timeout=args.cell_timeout, budget=args.budget, memory_mb=args.memory_mb,
                     sandbox=not args.no_sandbox, jobs=jobs)
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
+    from .worker import Settings
+
+    d = Settings()
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
-    p.add_argument("--cell-timeout", type=int, default=120, metavar="S", help="seconds each cell may run (default 120)")
-    p.add_argument("--budget", type=int, default=900, metavar="S", help="seconds a whole notebook may run (default 900)")
-    p.add_argument("--memory-mb", type=int, default=4096, metavar="MB", help="memory cap per notebook, MiB (default 4096)")
+    p.add_argument("--cell-timeout", type=int, default=d.cell_timeout, metavar="S",
+                   help=f"seconds each cell may run (default {d.cell_timeout})")
+    p.add_argument("--budget", type=int, default=d.budget, metavar="S",
+                   help=f"seconds a whole notebook may run (default {d.budget})")
+    p.add_argument("--memory-mb", type=int, default=d.memory_mb, metavar="MB",
+                   help=f"memory cap per notebook, MiB (default {d.memory_mb})")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run notebooks WITHOUT bubblewrap isolation (no network/filesystem protection): "
                         "only for your own notebooks on a machine without bwrap")
@@ -83,40 +89,44 @@ def cmd_grade(args: argparse.Namespace) -> int:
             elif target.exists():
                 target.unlink()
     records = grade_class(Path(args.submissions), out, _solutions(args), _settings(args, args.jobs))
-    errors = [r for r in records if r["status"] != "graded"]
+    errors = [r for r in records if not r.graded]
     print(f"graded {len(records) - len(errors)} of {len(records)} submissions; "
-          f"wrote {out / 'grades.csv'} and {out / 'feedback'}/")
-    if any(r.get("pending_max") for r in records):
+          f"wrote {out / 'grades.csv'}, {out / 'feedback'}/ and {out / 'similarity.csv'}")
+    flagged = [r for r in records if r.flags]
+    if flagged:
+        print(f"{len(flagged)} submission(s) flagged for a look (column `flags`; side by side in {out / 'similarity'}/)")
+    if any(r.pending_max for r in records):
         print(f"written answers are pending: grade them with `nbgrader formgrader` in {out / 'course'}")
     for r in errors:
-        print(f"ERROR {r['student_id']}/{r['lab_id']}: {'; '.join(r['notes'])}", file=sys.stderr)
+        print(f"ERROR {r.student_id}/{r.lab_id}: {'; '.join(r.notes)}", file=sys.stderr)
     return 1 if errors else 0
 
 
-def format_check(record: dict) -> str:
+def format_check(record) -> str:
     """The report ``check`` prints: per-question points, failures with hints, the total."""
-    lines = [f"{record['lab_id']}: checked as the grader would (hidden tests included)"]
-    for c in record["cells"]:
-        if c["pending"]:
-            lines.append(f"  {c['grade_id']:32s}   pending / {c['max']:g}  (written answer, graded by hand)")
+    lines = [f"{record.lab_id}: checked as the grader would (hidden tests included)"]
+    for c in record.cells:
+        if c.pending:
+            lines.append(f"  {c.grade_id:32s}   pending / {c.max:g}  (written answer, graded by hand)")
         else:
-            mark = "ok " if c["score"] == c["max"] else "FAIL"
-            lines.append(f"  {c['grade_id']:32s} {mark} {c['score'] or 0:g} / {c['max']:g}")
-    if record["notes"]:
+            mark = "ok " if c.score == c.max else "FAIL"
+            lines.append(f"  {c.grade_id:32s} {mark} {c.score or 0:g} / {c.max:g}")
+    if record.notes:
         lines.append("what to look at:")
-        lines += [f"  - {n}" for n in record["notes"]]
-    if record["status"] != "graded":
+        lines += [f"  - {n}" for n in record.notes]
+    if not record.graded:
         lines.append("RESULT: could not be graded")
     else:
-        pending = f" (+ {record['pending_max']:g} points of written answers, graded by hand)" if record["pending_max"] else ""
-        verdict = "full marks" if record["auto_score"] == record["auto_max"] else "not yet full marks"
-        lines.append(f"RESULT: {record['auto_score']:g} / {record['auto_max']:g} auto-graded points{pending}: {verdict}")
+        pending = f" (+ {record.pending_max:g} points of written answers, graded by hand)" if record.pending_max else ""
+        verdict = "full marks" if record.auto_score == record.auto_max else "not yet full marks"
+        lines.append(f"RESULT: {record.auto_score:g} / {record.auto_max:g} auto-graded points{pending}: {verdict}")
     return "\n".join(lines)
 
 
-def check_notebook(notebook: Path, solutions: Path, settings, lab: str | None = None) -> dict:
+def check_notebook(notebook: Path, solutions: Path, settings, lab: str | None = None):
     """Grade one notebook exactly as ``grade`` would (same code path, a private class of one)."""
     from .grading import grade_class
+    from .worker import learner_files
 
     lab = lab or notebook.stem
     if lab not in C.find_labs(solutions):
@@ -127,9 +137,8 @@ def check_notebook(notebook: Path, solutions: Path, settings, lab: str | None = 
         sub.mkdir(parents=True)
         if notebook.is_file():
             shutil.copy2(notebook, sub / f"{lab}.ipynb")
-        for extra in notebook.parent.iterdir() if notebook.parent.is_dir() else []:
-            if extra.is_file() and not extra.is_symlink() and extra.suffix != ".ipynb" and extra.stat().st_size < 50 * 2**20:
-                shutil.copy2(extra, sub / extra.name)
+        for extra in learner_files(notebook.parent):
+            shutil.copy2(extra, sub / extra.name)
         (record,) = grade_class(Path(tmp) / "submissions", Path(tmp) / "out", solutions, settings,
                                 progress=lambda line: None)
         return record
@@ -142,7 +151,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no notebook {notebook}")
     record = check_notebook(notebook, _solutions(args), _settings(args), args.lab)
     print(format_check(record))
-    full = record["status"] == "graded" and record["auto_score"] == record["auto_max"]
+    full = record.graded and record.auto_score == record.auto_max
     return 0 if full else 1
 
 

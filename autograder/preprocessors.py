@@ -36,7 +36,9 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor, SaveAutoGrades
 
 from . import judge as J
 from .course import ANSI, leaks
+from .worker import Settings
 
+_LIMITS = Settings()  # the one home of the limits' defaults
 TIMEOUT_ENAME = "CellTimeoutError"
 DIED_ENAME = "KernelDied"
 NOT_RUN_ENAME = "NotRun"
@@ -66,8 +68,8 @@ class SandboxExecute(Execute):
     """nbgrader's ``Execute``, with per-cell limits, crash recovery and a time budget."""
 
     kernel_name = Unicode("rlhf-sandbox").tag(config=True)
-    timeout = Integer(120, help="seconds a cell may run").tag(config=True)
-    budget = Float(1800.0, help="seconds the whole notebook may run; later cells are not run").tag(config=True)
+    timeout = Integer(_LIMITS.cell_timeout, help="seconds a cell may run").tag(config=True)
+    budget = Float(float(_LIMITS.budget), help="seconds the whole notebook may run; later cells are not run").tag(config=True)
     max_restarts = Integer(3, help="kernel restarts (after a crash or timeout) before the rest is not run").tag(config=True)
     events_path = Unicode("", help="JSON file to record timeouts, crashes and skipped cells in").tag(config=True)
     memory_mb = Integer(0, help="memory cap of the kernel (for messages only)").tag(config=True)

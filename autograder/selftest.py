@@ -176,7 +176,7 @@ def grade_check(lab: str, solutions: Path, jobs: int = 2) -> int:
         for who, nb in copies.items():
             (root / "subs" / who / lab).mkdir(parents=True)
             nbformat.write(nb, root / "subs" / who / lab / f"{lab}.ipynb")
-        records = {r["student_id"]: r for r in grade_class(root / "subs", root / "out", solutions, Settings(jobs=jobs))}
+        records = {r.student_id: r for r in grade_class(root / "subs", root / "out", solutions, Settings(jobs=jobs))}
         graded = root / "out" / "course" / "autograded" / "solution" / lab / f"{lab}.ipynb"
         broken = []
         if graded.is_file():  # the rest of the lab must work in the box too (with the learner's own functions)
@@ -186,13 +186,12 @@ def grade_check(lab: str, solutions: Path, jobs: int = 2) -> int:
                                if o.output_type == "error"]
     ok = True
     for who, rec in records.items():
-        tests = [c for c in rec["cells"] if c["kind"] == "test"]
+        tests = [c for c in rec.cells if c.kind == "test"]
         want_full = who == "solution"
-        bad = [c["grade_id"] for c in tests if (c["score"] != c["max"]) == want_full]
-        ok &= rec["status"] == "graded" and not bad
-        print(f"{who:9s} {rec.get('auto_score')}/{rec.get('auto_max')} in {rec['seconds']:.0f} s"
-              + (f"  WRONG: {bad}" if bad else "  ok"))
-        for note in rec["notes"]:
+        bad = [c.grade_id for c in tests if (c.score != c.max) == want_full]
+        ok &= rec.graded and not bad
+        print(f"{who:9s} {rec.auto_score}/{rec.auto_max} in {rec.seconds:.0f} s" + (f"  WRONG: {bad}" if bad else "  ok"))
+        for note in rec.notes:
             print(f"    - {note[:300]}")
     for line in broken:
         print(f"  ERROR in the solution's non-test {line}")

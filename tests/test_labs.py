@@ -91,7 +91,7 @@ def graded_labs(tmp_path_factory):
     start = time.perf_counter()
     records = grade_class(root / "subs", root / "out", SOLUTIONS, Settings(jobs=2), progress=print) if valid else []
     print(f"graded {len(records)} lab notebooks in {time.perf_counter() - start:.0f} s")
-    graded = {(r["student_id"], r["lab_id"]): r for r in records}
+    graded = {(r.student_id, r.lab_id): r for r in records}
     graded["out"] = root / "out"
     return graded
 
@@ -106,20 +106,20 @@ def _record(graded_labs, who: str, lab: str) -> dict:
 @pytest.mark.parametrize("lab", PARAMS)
 def test_solution_scores_full_marks(graded_labs, lab):
     r = _record(graded_labs, "solution", lab)
-    assert r["status"] == "graded", "; ".join(r["notes"])
-    failed = [c["grade_id"] for c in r["cells"] if c["kind"] == "test" and c["score"] != c["max"]]
-    assert not failed, f"{lab}: the solution fails {failed}: " + "; ".join(r["notes"])
-    print(f"{lab}: solution graded in {r['seconds']:.1f} s")
+    assert r.graded, "; ".join(r.notes)
+    failed = [c.grade_id for c in r.cells if c.kind == "test" and c.score != c.max]
+    assert not failed, f"{lab}: the solution fails {failed}: " + "; ".join(r.notes)
+    print(f"{lab}: solution graded in {r.seconds:.1f} s")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", PARAMS)
 def test_blank_copy_scores_zero(graded_labs, lab):
     r = _record(graded_labs, "blank", lab)
-    assert r["status"] == "graded", "; ".join(r["notes"])
-    passing = [c["grade_id"] for c in r["cells"] if c["kind"] == "test" and c["score"]]
+    assert r.graded, "; ".join(r.notes)
+    passing = [c.grade_id for c in r.cells if c.kind == "test" and c.score]
     assert not passing, f"{lab}: these tests pass on the blank copy, so they cannot fail: {passing}"
-    assert r["cells"], f"{lab}: no graded cells"
+    assert r.cells, f"{lab}: no graded cells"
 
 
 @pytest.mark.slow
@@ -128,9 +128,9 @@ def test_the_kits_answers_earn_nothing(graded_labs, lab):
     """Every graded function taken from the kit (import, importlib, sys.modules, exec of the
     module's source, its bytecode): the sandbox holds no answer key, so nothing scores."""
     r = _record(graded_labs, "cheat", lab)
-    assert r["status"] == "graded", "; ".join(r["notes"])
-    passing = [c["grade_id"] for c in r["cells"] if c["kind"] == "test" and c["score"]]
-    assert not passing, f"{lab}: the kit's own answers earned points in {passing}: " + "; ".join(r["notes"])
+    assert r.graded, "; ".join(r.notes)
+    passing = [c.grade_id for c in r.cells if c.kind == "test" and c.score]
+    assert not passing, f"{lab}: the kit's own answers earned points in {passing}: " + "; ".join(r.notes)
 
 
 @pytest.mark.slow
