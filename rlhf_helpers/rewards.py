@@ -30,6 +30,13 @@ exists to get right:
 
 Nothing here seeds or changes global state; randomness comes from the
 ``torch.Generator`` you pass (or torch's global generator when you pass none).
+
+Lab 2 grades ``LengthSampler``, ``scores_from_pipe_outputs``, ``build_queries``,
+``rollout`` and ``expected_reward``: while it is graded they are stubs in the
+sandbox's copy of this module. No other helper here holds their logic
+(``CARRIES`` is empty): ``pipeline_rewards`` and ``make_reward_fn`` call
+``scores_from_pipe_outputs`` by name, looked up at call time, or the function
+given as ``scores_fn``; ``rollout_texts`` only joins strings.
 """
 
 from __future__ import annotations
@@ -54,6 +61,9 @@ __all__ = [
 
 REWARD_KINDS: dict[str, str] = {"logit": "none", "probability": "softmax"}
 """Reward kinds and the pipeline's ``function_to_apply`` that gives each."""
+
+CARRIES: dict[str, list[str]] = {}
+"""Helpers that do a graded function's work under another name (none here; see the module docstring)."""
 
 
 # ----------------------------------------------------------------------------- lengths
@@ -149,6 +159,7 @@ def pipeline_rewards(
     kind: str = "logit",
     batch_size: int = 64,
     truncation: bool = True,
+    scores_fn: Callable[[list[list[dict]], str], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Score texts with a sentiment pipeline and return one reward per text.
 
@@ -163,6 +174,9 @@ def pipeline_rewards(
         batch_size: texts per forward pass of the classifier.
         truncation: cut texts longer than the classifier's maximum length
             (IMDb reviews can exceed DistilBERT's 512 tokens).
+        scores_fn: ``(pipe_outputs, label) -> (N,) tensor`` that reads the
+            pipeline's output (lab 2 passes the learner's own
+            ``scores_from_pipe_outputs``); default :func:`scores_from_pipe_outputs`.
 
     Returns:
         A float32 tensor of shape ``(N,)`` on the CPU.
@@ -178,21 +192,25 @@ def pipeline_rewards(
         return torch.zeros(0, dtype=torch.float32)
     outputs = reward_pipe(texts, top_k=None, function_to_apply=REWARD_KINDS[kind], batch_size=batch_size,
                           truncation=truncation)
-    return scores_from_pipe_outputs(outputs, label)
+    return (scores_fn or scores_from_pipe_outputs)(outputs, label)
 
 
 def make_reward_fn(
-    reward_pipe: Any, *, label: str = "POSITIVE", kind: str = "logit", batch_size: int = 64
+    reward_pipe: Any, *, label: str = "POSITIVE", kind: str = "logit", batch_size: int = 64,
+    scores_fn: Callable[[list[list[dict]], str], torch.Tensor] | None = None,
 ) -> Callable[[Sequence[str]], torch.Tensor]:
     """A ``reward_fn(texts) -> float32 tensor (N,)`` built on :func:`pipeline_rewards`.
 
     This is the shape of reward function the kit's PPO trainer takes.
+    ``scores_fn`` is passed on to :func:`pipeline_rewards` (default: the kit's
+    :func:`scores_from_pipe_outputs`, looked up at each call).
     """
     if kind not in REWARD_KINDS:
         raise ValueError(f"kind must be one of {sorted(REWARD_KINDS)}, got {kind!r}.")
 
     def reward_fn(texts: Sequence[str]) -> torch.Tensor:
-        return pipeline_rewards(reward_pipe, texts, label=label, kind=kind, batch_size=batch_size)
+        return pipeline_rewards(reward_pipe, texts, label=label, kind=kind, batch_size=batch_size,
+                                scores_fn=scores_fn)
 
     reward_fn.__doc__ = f"Reward of each text: the {kind} of {label!r} from the sentiment pipeline."
     return reward_fn

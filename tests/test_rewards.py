@@ -129,6 +129,50 @@ def test_pipeline_rewards_match_the_model(reward_pipe):
         pipeline_rewards(reward_pipe, "one text")
 
 
+def test_pipeline_rewards_use_the_given_scores_fn(reward_pipe):
+    """Lab 2 passes the learner's scores_from_pipe_outputs (the kit's is a stub while lab 2 is graded)."""
+    seen = []
+
+    def scores_fn(outputs, label):
+        seen.append((len(outputs), label))
+        return scores_from_pipe_outputs(outputs, label) + 1.0
+
+    texts = ["the acting was superb.", "a film"]
+    plain = pipeline_rewards(reward_pipe, texts, label="NEGATIVE")
+    torch.testing.assert_close(pipeline_rewards(reward_pipe, texts, label="NEGATIVE", scores_fn=scores_fn), plain + 1)
+    fn = make_reward_fn(reward_pipe, label="NEGATIVE", scores_fn=scores_fn)
+    torch.testing.assert_close(fn(texts), plain + 1)
+    assert seen == [(2, "NEGATIVE"), (2, "NEGATIVE")]
+
+
+def test_reward_helpers_in_lab2s_box_take_the_learners_function():
+    """In lab 2's sandbox copy of this module only the graded names are stubs (CARRIES is empty), and
+    pipeline_rewards works there with the learner's scores_from_pipe_outputs passed as scores_fn."""
+    from pathlib import Path
+
+    from autograder.answer_key import stub_module
+    from rlhf_helpers import rewards
+
+    graded = {"LengthSampler", "scores_from_pipe_outputs", "build_queries", "rollout", "expected_reward"}
+    source = Path(rewards.__file__).read_text(encoding="utf-8")
+    boxed, replaced = stub_module(source, graded, "lab2_rewards", "rlhf_helpers.rewards")
+    assert sorted(replaced) == sorted(graded)
+    box: dict = {"__name__": "boxed_rewards"}
+    exec(compile(boxed, "boxed_rewards", "exec"), box)  # noqa: S102 - the kit's own module, stubbed
+
+    def fake_pipe(texts, **kwargs):
+        return [[{"label": "NEGATIVE", "score": 0.25}, {"label": "POSITIVE", "score": 0.75}] for _ in texts]
+
+    def learners(outputs, label):
+        return torch.tensor([next(d["score"] for d in o if d["label"] == label) for o in outputs])
+
+    with pytest.raises(RuntimeError, match="not available while lab2_rewards is graded"):
+        box["pipeline_rewards"](fake_pipe, ["a", "b"])
+    torch.testing.assert_close(box["pipeline_rewards"](fake_pipe, ["a", "b"], scores_fn=learners),
+                               torch.tensor([0.75, 0.75]))
+    torch.testing.assert_close(box["make_reward_fn"](fake_pipe, scores_fn=learners)(["a"]), torch.tensor([0.75]))
+
+
 # ----------------------------------------------------------------------------- queries
 def test_build_queries_prefixes_drawn_per_text(policy):
     _, tok = policy
