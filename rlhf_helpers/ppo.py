@@ -4,8 +4,9 @@ TRL removed ``PPOTrainer``, ``PPOConfig`` and the value-head model (moved to
 ``trl.experimental`` in 2025, deleted in 2026), so every PPO tutorial pinned to
 old TRL is broken. This module is the kit's own PPO, written to be read: one
 function per equation, one class per moving part. Lab 3 builds each piece by
-hand and checks it against the versions here; lab 4 uses the trainer for a
-beta sweep.
+hand and trains the tiny policy with its own pieces (:class:`PPOTrainer` takes
+them as arguments); lab 4 uses the trainer, with the pieces here, for a beta
+sweep.
 
 Public API
 ==========
@@ -38,6 +39,8 @@ Moving parts:
 * :class:`PPOTrainer`::
 
       trainer = PPOTrainer(PPOConfig(), model, tokenizer)     # ref_model: a frozen copy by default
+      trainer = PPOTrainer(PPOConfig(), model, tokenizer,     # or with your own pieces (lab 3); each
+                           compute_gae=my_gae, ...)           # one not given is the one in this module
       responses = trainer.generate(queries, length_sampler=LengthSampler(12, 17), do_sample=True, top_k=0)
       stats = trainer.step(queries, responses, scores)       # one PPO update; a dict of floats
       history = trainer.train(40, query_fn, reward_fn, generation_kwargs)   # the whole loop, with tqdm
@@ -85,6 +88,7 @@ from rlhf_helpers.models import frozen_copy
 from rlhf_helpers.rewards import LengthSampler, rollout
 
 __all__ = [
+    "TRAINER_FUNCTIONS",
     "PPOConfig",
     "ValueHeadModel",
     "FixedKLController",
@@ -102,6 +106,14 @@ __all__ = [
     "ppo_policy_loss",
     "ppo_value_loss",
 ]
+
+CARRIES = {"_last_token_index": ["kl_penalized_rewards"]}
+"""Helpers that do a graded function's work under another name: the grader hides them with it
+(``_last_token_index`` is the part of :func:`kl_penalized_rewards` that places the score)."""
+
+TRAINER_FUNCTIONS = ("kl_penalized_rewards", "compute_gae", "ppo_policy_loss", "ppo_value_loss")
+"""The building blocks :meth:`PPOTrainer.step` calls; each can be replaced by a keyword argument
+of :class:`PPOTrainer` (lab 3 passes the learner's own)."""
 
 
 # ============================================================================ configuration
@@ -591,19 +603,38 @@ class PPOTrainer:
         tokenizer: its tokenizer; ``pad_token_id`` (or ``eos_token_id``) must be set.
         ref_model: the frozen reference causal LM; default
             ``rlhf_helpers.models.frozen_copy`` of the policy as it is now.
+        kl_penalized_rewards, compute_gae, ppo_policy_loss, ppo_value_loss:
+            (keyword only) the building blocks :meth:`step` calls, with the
+            signatures of the functions of this module of the same names and
+            called positionally in that order of arguments. ``None`` (the
+            default) means this module's own function, looked up when
+            :meth:`step` runs. Lab 3 passes the learner's versions.
 
     Attributes:
         kl_ctl: the KL controller (``kl_ctl.value`` is the current beta).
         history: the stats dict of every ``step()`` so far.
         last_batch: ``{"queries", "responses", "texts", "scores"}`` of the last
             ``train()`` step (texts decoded, scores a CPU tensor).
+        functions: building-block name -> the callable given for it, or
+            ``None`` for this module's own (see :data:`TRAINER_FUNCTIONS`).
     """
 
     def __init__(self, config: PPOConfig, model: torch.nn.Module, tokenizer: Any,
-                 ref_model: torch.nn.Module | None = None):
+                 ref_model: torch.nn.Module | None = None, *,
+                 kl_penalized_rewards: Callable[..., torch.Tensor] | None = None,
+                 compute_gae: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 ppo_policy_loss: Callable[..., torch.Tensor] | None = None,
+                 ppo_value_loss: Callable[..., torch.Tensor] | None = None):
         if not isinstance(config, PPOConfig):
             raise TypeError(f"config should be a PPOConfig, got {type(config).__name__}.")
         self.config = config
+        given = {"kl_penalized_rewards": kl_penalized_rewards, "compute_gae": compute_gae,
+                 "ppo_policy_loss": ppo_policy_loss, "ppo_value_loss": ppo_value_loss}
+        for name, fn in given.items():
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} should be a function (or None for rlhf_helpers.ppo.{name}), "
+                                f"got {type(fn).__name__}.")
+        self.functions: dict[str, Callable[..., Any] | None] = given
         if config.seed is not None:
             torch.manual_seed(config.seed)
         self.model = model if isinstance(model, ValueHeadModel) else ValueHeadModel(model)
@@ -632,6 +663,11 @@ class PPOTrainer:
             self._shuffle.seed()
         self.history: list[dict[str, float]] = []
         self.last_batch: dict[str, Any] = {}
+
+    def _function(self, name: str) -> Callable[..., Any]:
+        """The building block ``name``: the one given to the trainer, else this module's (looked up now)."""
+        fn = self.functions.get(name)
+        return fn if fn is not None else globals()[name]
 
     # ------------------------------------------------------------------ rollouts
     @torch.no_grad()
@@ -724,6 +760,7 @@ class PPOTrainer:
         3. ``ppo_epochs`` passes over shuffled minibatches of
            ``mini_batch_size``: loss = :func:`ppo_policy_loss` +
            ``vf_coef`` * :func:`ppo_value_loss`, Adam step with gradient clipping.
+           (Each of these four is the one given to the trainer, if any.)
         4. The KL controller is updated with this batch's mean KL.
 
         Args:
@@ -765,13 +802,14 @@ class PPOTrainer:
 
             # 2. rewards and advantages
             beta = self.kl_ctl.value
-            rewards = kl_penalized_rewards(scores, old_logprobs, ref_logprobs, mask, beta)
-            advantages, returns = compute_gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+            rewards = self._function("kl_penalized_rewards")(scores, old_logprobs, ref_logprobs, mask, beta)
+            advantages, returns = self._function("compute_gae")(rewards, old_values, mask, cfg.gamma, cfg.lam)
             if cfg.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
             kl_per_seq = ((old_logprobs - ref_logprobs) * mask).sum(-1)  # (B,)
 
         # 3. optimisation
+        policy_loss_fn, value_loss_fn = self._function("ppo_policy_loss"), self._function("ppo_value_loss")
         acc: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "loss", "clip_fraction",
                                                          "value_clip_fraction", "approx_kl")}
         for _ in range(cfg.ppo_epochs):
@@ -780,8 +818,8 @@ class PPOTrainer:
                 idx = idx.to(self.device)
                 m = mask[idx]
                 logprobs, values, _ = self._forward(input_ids[idx], attention_mask[idx], R)
-                pg_loss = ppo_policy_loss(logprobs, old_logprobs[idx], advantages[idx], m, cfg.cliprange)
-                vf_loss = ppo_value_loss(values, old_values[idx], returns[idx], m, cfg.cliprange_value)
+                pg_loss = policy_loss_fn(logprobs, old_logprobs[idx], advantages[idx], m, cfg.cliprange)
+                vf_loss = value_loss_fn(values, old_values[idx], returns[idx], m, cfg.cliprange_value)
                 loss = pg_loss + cfg.vf_coef * vf_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

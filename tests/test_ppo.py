@@ -193,6 +193,12 @@ def fresh_policy():
     return load_policy("tiny", device="cpu")
 
 
+def copy_model(model):
+    import copy
+
+    return copy.deepcopy(model)
+
+
 def _left_padded(queries, pad_id):
     width = max(len(q) for q in queries)
     ids = torch.full((len(queries), width), pad_id, dtype=torch.long)
@@ -292,6 +298,72 @@ def test_step_matches_the_building_blocks(fresh_policy):
         expected = ppo_policy_loss(lp, lp, adv, rmask, cfg.cliprange).item()
     stats = trainer.step(queries, responses, scores)
     assert stats["policy_loss"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def _three_rollouts(tok):
+    queries = [T(tok("the film")["input_ids"]), T(tok("i")["input_ids"]), T(tok("a very long start")["input_ids"])]
+    responses = [T(tok(" was great.")["input_ids"]), T(tok(" loved it")["input_ids"]), T(tok(".")["input_ids"])]
+    return queries, responses, T([1.0, -0.5, 2.0])
+
+
+def test_trainer_calls_the_functions_it_is_given(fresh_policy, monkeypatch):
+    """Lab 3 passes the learner's four building blocks; with the module's own switched off (as in
+    lab 3's grading sandbox), step() runs on the given ones alone and gives the same stats."""
+    import rlhf_helpers.ppo as ppo
+
+    model, tok = fresh_policy
+    queries, responses, scores = _three_rollouts(tok)
+    cfg = PPOConfig(batch_size=3, mini_batch_size=3, ppo_epochs=2, seed=0)
+    reference = PPOTrainer(cfg, copy_model(model), tok).step(queries, responses, scores)
+
+    calls = {name: 0 for name in ppo.TRAINER_FUNCTIONS}
+
+    def counting(name):
+        original = getattr(ppo, name)
+
+        def fn(*args):  # positional, in the documented order
+            calls[name] += 1
+            return original(*args)
+        return fn
+
+    given = {name: counting(name) for name in ppo.TRAINER_FUNCTIONS}
+
+    def refuses(*args, **kwargs):
+        raise RuntimeError("the module's own version was called")
+
+    for name in ppo.TRAINER_FUNCTIONS:
+        monkeypatch.setattr(ppo, name, refuses)
+    stats = PPOTrainer(cfg, copy_model(model), tok, **given).step(queries, responses, scores)
+    assert calls == {"kl_penalized_rewards": 1, "compute_gae": 1, "ppo_policy_loss": 2, "ppo_value_loss": 2}
+    for key in ("policy_loss", "value_loss", "kl", "advantage_mean", "return_mean"):
+        assert stats[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-7), key
+    # without them, the module's functions are looked up when step() runs (here: the refusing ones)
+    with pytest.raises(RuntimeError, match="own version"):
+        PPOTrainer(cfg, copy_model(model), tok).step(queries, responses, scores)
+    with pytest.raises(TypeError, match="compute_gae"):
+        PPOTrainer(cfg, model, tok, compute_gae="gae")
+    with pytest.raises(TypeError):
+        PPOTrainer(cfg, model, tok, None, compute_gae)  # keyword only: positional use stays as it was
+
+
+def test_lab3_box_hides_every_copy_of_the_graded_logic():
+    """In lab 3's grading sandbox the trainer keeps working (it takes the functions), while the
+    graded functions and the helper that places the score are stubs."""
+    import ast
+    import inspect
+
+    import rlhf_helpers.ppo as ppo
+    from autograder.answer_key import stub_module
+
+    graded = {"policy_gradient_estimate", "sga_step", "kl_penalized_rewards", "compute_gae", "ppo_policy_loss",
+              "ppo_value_loss"}
+    text, replaced = stub_module(inspect.getsource(ppo), graded, "lab3_ppo", "rlhf_helpers.ppo")
+    assert set(replaced) == graded | {"_last_token_index"}
+    tree = ast.parse(text)
+    defined = {s.name for s in tree.body if isinstance(s, (ast.FunctionDef, ast.ClassDef))}
+    assert {"PPOTrainer", "ValueHeadModel", "masked_mean", "masked_whiten", "logprobs_from_logits",
+            "position_ids_from_attention_mask"} <= defined
+    assert "reversed(range" not in text and "torch.clamp(ratio" not in text
 
 
 def test_trainer_train_loop_returns_stats(fresh_policy):
