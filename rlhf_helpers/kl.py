@@ -25,7 +25,12 @@ whose maximiser over all distributions has the closed form
 ==========================  ===========================================================
 
 The first four are the graded functions of lab 4; these are the kit's reference
-versions. Nothing here seeds or changes global state.
+versions. While lab 4 is graded they are stubs in the sandbox (see
+``autograder.answer_key``), and so are the helpers listed in :data:`CARRIES`,
+which do part of their work (the input checks). The helpers the lab calls take
+the graded functions they need as parameters (``estimators=``, ``kl_fn=``,
+``policy_fn=``, ``objective_fn=``; default: the kit's, looked up at call time),
+so the notebook passes the learner's own. Nothing here seeds or changes global state.
 """
 
 from __future__ import annotations
@@ -54,6 +59,10 @@ __all__ = [
 
 SUM_TOLERANCE = 1e-4
 """How far the entries of a probability vector may sum from 1."""
+
+CARRIES = {"check_distribution": ["kl_divergence"], "_check_beta": ["optimal_policy"]}
+"""Helpers that do part of a graded function's work (its input checks, graded by the error
+tests of lab 4), stubbed with it while lab 4 is graded; nothing else the lab calls uses them."""
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -230,7 +239,7 @@ def regularized_objective(probs: torch.Tensor, ref_probs: torch.Tensor, rewards:
 # ----------------------------------------------------------------------------- estimator experiment
 def estimator_summary(p: torch.Tensor, q: torch.Tensor, num_samples: int,
                       generator: torch.Generator | None = None,
-                      estimators=None) -> dict[str, dict[str, float]]:
+                      estimators=None, kl_fn=None) -> dict[str, dict[str, float]]:
     """Draw samples from ``p`` and report each KL estimator's mean, bias and spread.
 
     Args:
@@ -239,22 +248,26 @@ def estimator_summary(p: torch.Tensor, q: torch.Tensor, num_samples: int,
         generator: the random source (global torch RNG when None).
         estimators: a function like :func:`kl_estimators` (the learner's, in the lab);
             default the kit's.
+        kl_fn: a function like :func:`kl_divergence`, for the exact KL (the learner's, in
+            the lab); default the kit's. It also checks that ``p`` and ``q`` are distributions.
 
     Returns:
         ``{name: {"mean", "bias", "std", "std_error", "min"}}`` for k1, k2, k3, where
         ``bias = mean - KL(p || q)`` and ``std`` is the per-sample standard deviation;
         plus ``"exact": {"kl": KL(p || q)}``.
     """
-    check_distribution(p, "p")
-    check_distribution(q, "q")
+    estimators = kl_estimators if estimators is None else estimators  # looked up now: the lab passes its own
+    kl_fn = kl_divergence if kl_fn is None else kl_fn
+    _check_tensor(p, "p")
+    _check_tensor(q, "q")
     if p.dim() != 1:
         raise ValueError(f"p should be one distribution (1-D), got shape {tuple(p.shape)}.")
+    _check_same_shape(p, q, "p", "q")
     if not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples should be an int >= 2, got {num_samples!r}.")
-    estimators = estimators or kl_estimators
+    exact = float(kl_fn(p, q))  # first: the KL function checks that p and q are distributions
     x = torch.multinomial(p, num_samples, replacement=True, generator=generator)  # (N,)
     est = estimators(torch.log(p[x]), torch.log(q[x]))
-    exact = kl_divergence(p, q).item()
     out: dict[str, dict[str, float]] = {}
     for name in ("k1", "k2", "k3"):
         v = est[name].double()
@@ -276,13 +289,19 @@ TOY_REWARDS: tuple[float, ...] = (2.0, 1.2, 0.3, -1.0, -2.0, 2.6)
 
 def beta_explorer_state(ref_probs: Sequence[float] | torch.Tensor = TOY_REF_PROBS,
                         rewards: Sequence[float] | torch.Tensor = TOY_REWARDS,
-                        beta: float = 1.0) -> dict[str, Any]:
+                        beta: float = 1.0, *, policy_fn=None, kl_fn=None, objective_fn=None) -> dict[str, Any]:
     """Everything the beta explorer shows for one beta (no widgets involved).
+
+    The numbers come from the three functions passed in (the learner's, in lab 4);
+    each defaults to the kit's version, looked up at call time.
 
     Args:
         ref_probs: pi_ref over a toy vocabulary of V words (a sequence or 1-D tensor).
         rewards: the V rewards.
-        beta: the KL coefficient, > 0.
+        beta: the KL coefficient, > 0 (``policy_fn`` refuses others).
+        policy_fn: ``(ref_probs, rewards, beta) -> pi*``, like :func:`optimal_policy`.
+        kl_fn: ``(p, q) -> KL(p || q)``, like :func:`kl_divergence`.
+        objective_fn: ``(probs, ref_probs, rewards, beta) -> J``, like :func:`regularized_objective`.
 
     Returns:
         ``{"beta", "ref_probs", "rewards", "policy"`` (pi*, float64 tensors of shape ``(V,)``),
@@ -290,21 +309,23 @@ def beta_explorer_state(ref_probs: Sequence[float] | torch.Tensor = TOY_REF_PROB
         (KL(pi* || pi_ref)), ``"objective"`` (J(pi*)), ``"top"`` (index of pi*'s largest bar)``}``;
         the numbers are Python floats.
     """
+    policy_fn = optimal_policy if policy_fn is None else policy_fn  # looked up now: the lab passes its own
+    kl_fn = kl_divergence if kl_fn is None else kl_fn
+    objective_fn = regularized_objective if objective_fn is None else objective_fn
     ref = torch.as_tensor(ref_probs, dtype=torch.float64)
     r = torch.as_tensor(rewards, dtype=torch.float64)
     if ref.dim() != 1 or r.dim() != 1:
         raise ValueError(f"ref_probs and rewards should be 1-D, got shapes {tuple(ref.shape)} and {tuple(r.shape)}.")
-    beta = _check_beta(beta)
-    pi = optimal_policy(ref, r, beta)
+    pi = policy_fn(ref, r, beta)  # checks beta (> 0) and the inputs
     return {
-        "beta": beta,
+        "beta": float(beta),
         "ref_probs": ref,
         "rewards": r,
         "policy": pi,
         "expected_reward": float((pi * r).sum()),
         "ref_expected_reward": float((ref * r).sum()),
-        "kl": float(kl_divergence(pi, ref)),
-        "objective": float(regularized_objective(pi, ref, r, beta)),
+        "kl": float(kl_fn(pi, ref)),
+        "objective": float(objective_fn(pi, ref, r, beta)),
         "top": int(pi.argmax()),
     }
 
@@ -387,7 +408,8 @@ def evaluate_reward_and_kl(model: Any, ref_model: Any, tokenizer: Any, query_ten
         reward_fn: texts -> ``(N,)`` rewards (e.g. :func:`rlhf_helpers.rewards.make_reward_fn`).
         length_sampler: draws each response's maximum length.
         generation_kwargs: for ``generate`` (default pure sampling: ``do_sample=True, top_k=0, top_p=1.0``).
-        estimators: a function like :func:`kl_estimators` (default the kit's).
+        estimators: a function like :func:`kl_estimators` (the learner's, in lab 4; default
+            the kit's, looked up at call time).
         seed: seeds the sampling without touching the caller's random state; None uses it as is.
 
     Returns:
@@ -397,7 +419,7 @@ def evaluate_reward_and_kl(model: Any, ref_model: Any, tokenizer: Any, query_ten
     """
     from rlhf_helpers.rewards import rollout
 
-    estimators = estimators or kl_estimators
+    estimators = kl_estimators if estimators is None else estimators
     kwargs = dict(generation_kwargs or {"do_sample": True, "top_k": 0, "top_p": 1.0})
     lm = _unwrap(model)
     devices = [] if next(lm.parameters()).device.type != "cuda" else [torch.cuda.current_device()]

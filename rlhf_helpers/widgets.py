@@ -275,11 +275,12 @@ class BetaExplorer:
     ``slider`` (``FloatLogSlider``, description ``"beta"``), ``chart`` (``Image``, PNG),
     ``info`` (``HTML``: E[r], KL and the objective at pi*); ``widget`` is the panel;
     ``state`` the last :func:`rlhf_helpers.kl.beta_explorer_state`. Moving the slider
-    calls :meth:`update`.
+    calls :meth:`update`. ``policy_fn``, ``kl_fn`` and ``objective_fn`` are passed on to
+    :func:`~rlhf_helpers.kl.beta_explorer_state` (None: the kit's versions).
     """
 
     def __init__(self, vocab=None, ref_probs=None, rewards=None, beta: float = 1.0,
-                 beta_range: tuple[float, float] = (0.01, 10.0)):
+                 beta_range: tuple[float, float] = (0.01, 10.0), *, policy_fn=None, kl_fn=None, objective_fn=None):
         import math
 
         import ipywidgets as w
@@ -289,12 +290,13 @@ class BetaExplorer:
         self.vocab = list(vocab if vocab is not None else kl.TOY_VOCAB)
         self.ref_probs = ref_probs if ref_probs is not None else kl.TOY_REF_PROBS
         self.rewards = rewards if rewards is not None else kl.TOY_REWARDS
+        self.functions = {"policy_fn": policy_fn, "kl_fn": kl_fn, "objective_fn": objective_fn}
         lo, hi = beta_range
         if not 0 < lo < hi:
             raise ValueError(f"beta_range should be (low, high) with 0 < low < high, got {beta_range!r}")
         if not lo <= beta <= hi:
             raise ValueError(f"beta should lie in beta_range {beta_range!r}, got {beta!r}")
-        first = kl.beta_explorer_state(self.ref_probs, self.rewards, beta)  # checks the inputs
+        first = kl.beta_explorer_state(self.ref_probs, self.rewards, beta, **self.functions)  # checks the inputs
         if len(self.vocab) != first["policy"].numel():
             raise ValueError(f"vocab has {len(self.vocab)} words but ref_probs has {first['policy'].numel()} entries")
         self.slider = w.FloatLogSlider(value=beta, base=10, min=math.log10(lo), max=math.log10(hi), step=0.05,
@@ -314,7 +316,7 @@ class BetaExplorer:
         """Recompute pi* for the slider's beta and redraw."""
         from rlhf_helpers.kl import beta_explorer_state
 
-        s = beta_explorer_state(self.ref_probs, self.rewards, self.slider.value)
+        s = beta_explorer_state(self.ref_probs, self.rewards, self.slider.value, **self.functions)
         self.state = s
         self.info.value = (
             f"<span style='font-family:monospace'>beta = {s['beta']:.3g} &nbsp; "
@@ -325,14 +327,15 @@ class BetaExplorer:
 
 
 def beta_explorer(vocab=None, ref_probs=None, rewards=None, beta: float = 1.0,
-                  beta_range: tuple[float, float] = (0.01, 10.0)):
+                  beta_range: tuple[float, float] = (0.01, 10.0), *, policy_fn=None, kl_fn=None, objective_fn=None):
     """An ipywidgets panel: slide beta and watch pi* = pi_ref exp(r / beta) / Z move, live.
 
     Shows three bar charts over a toy vocabulary (the reference policy, the
     reward, and the KL-regularised optimum pi*) and the numbers E_pi*[r],
     KL(pi* || pi_ref) and the objective. Small beta piles pi* onto the word the
     reward over-rates; large beta leaves it at pi_ref. The logic is
-    :func:`rlhf_helpers.kl.beta_explorer_state`.
+    :func:`rlhf_helpers.kl.beta_explorer_state`, with the functions given (in lab 4
+    the learner's ``optimal_policy``, ``kl_divergence`` and ``regularized_objective``).
 
     CSS hooks: the panel has class ``rlhf-beta-explorer``, the slider (description
     ``"beta"``) ``rlhf-control-beta``, the chart ``rlhf-beta-chart``, the numbers
@@ -344,8 +347,12 @@ def beta_explorer(vocab=None, ref_probs=None, rewards=None, beta: float = 1.0,
         rewards: their rewards (default :data:`rlhf_helpers.kl.TOY_REWARDS`).
         beta: the starting beta, inside ``beta_range``.
         beta_range: the slider's ends (log scale).
+        policy_fn: computes pi*, like :func:`rlhf_helpers.kl.optimal_policy` (default the kit's).
+        kl_fn: computes KL(pi* || pi_ref), like :func:`rlhf_helpers.kl.kl_divergence` (default the kit's).
+        objective_fn: computes J(pi*), like :func:`rlhf_helpers.kl.regularized_objective` (default the kit's).
 
     Returns:
         The panel (an ``ipywidgets.VBox``; ``panel.explorer`` is the :class:`BetaExplorer`).
     """
-    return BetaExplorer(vocab, ref_probs, rewards, beta=beta, beta_range=beta_range).widget
+    return BetaExplorer(vocab, ref_probs, rewards, beta=beta, beta_range=beta_range, policy_fn=policy_fn,
+                        kl_fn=kl_fn, objective_fn=objective_fn).widget

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -210,6 +211,118 @@ def test_beta_explorer_widget_redraws():
     assert "good good good" in explorer.info.value
     with pytest.raises(ValueError):
         beta_explorer(vocab=["a", "b"])
+
+
+def test_widget_logic_uses_the_functions_it_is_given():
+    """The lab passes the learner's functions: beta_explorer_state and estimator_summary must use them
+    (not the kit's), and the beta widget must pass them on."""
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    s = beta_explorer_state(beta=0.5, policy_fn=spy("policy", optimal_policy), kl_fn=spy("kl", kl_divergence),
+                            objective_fn=spy("objective", regularized_objective))
+    assert calls == ["policy", "kl", "objective"]
+    kit = beta_explorer_state(beta=0.5)
+    assert (s["kl"], s["objective"], s["top"]) == (kit["kl"], kit["objective"], kit["top"])
+    uniform = beta_explorer_state(beta=0.5, policy_fn=lambda ref, r, beta: torch.full_like(ref, 1 / ref.numel()),
+                                  kl_fn=lambda p, q: torch.tensor(7.0), objective_fn=lambda *a: torch.tensor(-1.0))
+    assert uniform["kl"] == 7.0 and uniform["objective"] == -1.0 and uniform["policy"][0].item() == pytest.approx(1 / 6)
+
+    calls.clear()
+    p = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    q = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    summary = estimator_summary(p, q, 100, generator=torch.Generator().manual_seed(0),
+                                estimators=spy("estimators", kl_estimators), kl_fn=lambda a, b: torch.tensor(1.5))
+    assert calls == ["estimators"] and summary["exact"]["kl"] == 1.5
+    assert summary["k1"]["bias"] == pytest.approx(summary["k1"]["mean"] - 1.5)
+    with pytest.raises(ValueError):  # the KL function checks the distributions (the kit's by default)
+        estimator_summary(torch.tensor([0.5, 0.6]), torch.tensor([0.5, 0.5]), 10)
+
+    pytest.importorskip("ipywidgets")
+    from rlhf_helpers.widgets import beta_explorer
+
+    calls.clear()
+    panel = beta_explorer(beta=1.0, policy_fn=spy("policy", optimal_policy), kl_fn=spy("kl", kl_divergence),
+                          objective_fn=spy("objective", regularized_objective))
+    assert calls and set(calls) == {"policy", "kl", "objective"}
+    calls.clear()
+    panel.explorer.slider.value = 0.1  # moving the slider recomputes with the same functions
+    assert calls == ["policy", "kl", "objective"]
+
+
+def _lab4_source():
+    import nbformat
+
+    return nbformat.read(Path(__file__).resolve().parents[1] / "solutions" / "lab4_kl_beta" / "lab4_kl_beta.ipynb",
+                         as_version=4)
+
+
+def test_lab4_box_hides_the_answers_and_keeps_the_helpers(tmp_path, monkeypatch):
+    """In lab 4's sandbox copy of this module the four graded functions and the input checks they
+    carry (CARRIES) are stubs; the helpers the lab calls (the estimator experiment, the beta widget)
+    work when given the learner's functions, and raise (the stub) without them."""
+    import importlib.util
+    import sys
+
+    import rlhf_helpers
+    import rlhf_helpers.kl as real
+    from autograder.answer_key import learner_names, stub_module
+
+    graded = set(learner_names(_lab4_source()))
+    assert graded == {"kl_divergence", "kl_estimators", "regularized_objective", "optimal_policy"}
+    text, replaced = stub_module(Path(real.__file__).read_text(encoding="utf-8"), graded, "lab4_kl_beta",
+                                 "rlhf_helpers.kl")
+    assert set(replaced) == graded | set(real.CARRIES)
+    path = tmp_path / "boxed_kl.py"
+    path.write_text(text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("boxed_kl", path)
+    boxed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boxed)
+    for name in replaced:
+        with pytest.raises(RuntimeError, match="not available while lab4_kl_beta is graded"):
+            getattr(boxed, name)(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5]))
+    mine = {"policy_fn": real.optimal_policy, "kl_fn": real.kl_divergence, "objective_fn": real.regularized_objective}
+
+    with pytest.raises(RuntimeError, match="graded"):
+        boxed.beta_explorer_state(beta=0.5)
+    assert boxed.beta_explorer_state(beta=0.5, **mine)["kl"] == pytest.approx(real.beta_explorer_state(beta=0.5)["kl"])
+    p = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    q = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="graded"):
+        boxed.estimator_summary(p, q, 100, generator=torch.Generator().manual_seed(0), kl_fn=real.kl_divergence)
+    with pytest.raises(RuntimeError, match="graded"):
+        boxed.estimator_summary(p, q, 100, generator=torch.Generator().manual_seed(0), estimators=real.kl_estimators)
+    got = boxed.estimator_summary(p, q, 100, generator=torch.Generator().manual_seed(0), estimators=real.kl_estimators,
+                                  kl_fn=real.kl_divergence)
+    assert got == real.estimator_summary(p, q, 100, generator=torch.Generator().manual_seed(0))
+
+    pytest.importorskip("ipywidgets")
+    from rlhf_helpers.widgets import beta_explorer
+
+    monkeypatch.setitem(sys.modules, "rlhf_helpers.kl", boxed)
+    monkeypatch.setattr(rlhf_helpers, "kl", boxed, raising=False)
+    with pytest.raises(RuntimeError, match="graded"):
+        beta_explorer(beta=1.0)
+    panel = beta_explorer(beta=1.0, **mine)
+    panel.explorer.slider.value = 0.05
+    assert panel.explorer.state["top"] == len(real.TOY_VOCAB) - 1
+
+
+def test_lab4_equivalents_exist_in_the_pinned_libraries():
+    """The library versions lab 4 names resolve, so the sandbox's tripwires catch them."""
+    from autograder.answer_key import equivalents
+    from rlhf_helpers.observations import _resolve
+
+    named = equivalents(_lab4_source())
+    assert named["kl_divergence"]
+    for paths in named.values():
+        for path in paths:
+            assert _resolve(path) is not None, f"{path} does not resolve"
 
 
 def test_plots_draw():
