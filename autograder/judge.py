@@ -231,7 +231,9 @@ def _identifiers(stmt: ast.stmt) -> tuple[set[str], set[str]]:
             if isinstance(node, ast.ImportFrom) and node.module:
                 strong.update(node.module.split("."))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-            strong.update(p for p in node.value.replace(".", " ").split() if p.isidentifier())
+            text = node.value.strip()  # a name spelled as a string (getattr, import_module): the whole string
+            if all(part.isidentifier() for part in text.split(".")):
+                strong.update(text.split("."))
         elif isinstance(node, ast.Name):
             names.add(node.id)
     return strong, names

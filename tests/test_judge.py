@@ -187,6 +187,9 @@ def test_handoffs_read_the_learners_definitions():
         assert name in J.handoffs([code], graded), code
     honest = 'def top_k(p, k):\n    """Like heapq.nlargest, by hand."""\n    return sorted(range(len(p)), key=lambda i: -p[i])[:k]'
     assert J.handoffs([honest], graded) == {}
+    message = 'def top_k(p, k):\n    if k < 0:\n        raise ValueError("top_k: not like nlargest, k must be >= 0")\n    return []'
+    assert J.handoffs([message], graded) == {}, "words in a message are not a hand-off"
+    assert "top_k" in J.handoffs(["def top_k(p, k):\n    return getattr(__import__('heapq'), 'nlargest')(k, p)"], graded)
     # the last definition wins, as when the notebook runs
     assert J.handoffs(["from heapq import nlargest as top_k", honest], graded) == {}
 
