@@ -76,7 +76,8 @@ def test_sources(source_nb) -> dict[str, str]:
 def _carries(tree: ast.Module) -> dict[str, list[str]]:
     """The module's ``CARRIES`` dict: helper name -> graded names whose work it does."""
     for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CARRIES" for t in stmt.targets):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+        if targets and stmt.value is not None and any(isinstance(t, ast.Name) and t.id == "CARRIES" for t in targets):
             value = ast.literal_eval(stmt.value)
             return {str(k): [str(n) for n in v] for k, v in value.items()}
     return {}

@@ -60,9 +60,13 @@ __all__ = [
 SUM_TOLERANCE = 1e-4
 """How far the entries of a probability vector may sum from 1."""
 
-CARRIES = {"check_distribution": ["kl_divergence"], "_check_beta": ["optimal_policy"]}
-"""Helpers that do part of a graded function's work (its input checks, graded by the error
-tests of lab 4), stubbed with it while lab 4 is graded; nothing else the lab calls uses them."""
+CARRIES = {"check_distribution": ["kl_divergence"], "_check_beta": ["optimal_policy"],
+           "estimator_summary": ["expected_reward"], "evaluate_reward_and_kl": ["expected_reward"],
+           "response_logprobs": ["sequence_logprobs"]}
+"""Helpers that do part of a graded function's work, stubbed with it while its lab is graded:
+the input checks graded by lab 4's error tests; a mean and standard error (lab 2's
+``expected_reward``); summed response log-probabilities (lab 5's ``sequence_logprobs``).
+None of them is used by the lab whose answer it carries."""
 
 
 # ----------------------------------------------------------------------------- input checks

@@ -107,9 +107,10 @@ __all__ = [
     "ppo_value_loss",
 ]
 
-CARRIES = {"_last_token_index": ["kl_penalized_rewards"]}
+CARRIES = {"_last_token_index": ["kl_penalized_rewards"], "logprobs_from_logits": ["sequence_logprobs"]}
 """Helpers that do a graded function's work under another name: the grader hides them with it
-(``_last_token_index`` is the part of :func:`kl_penalized_rewards` that places the score)."""
+(``_last_token_index`` is the part of :func:`kl_penalized_rewards` that places the score;
+``logprobs_from_logits`` is the gather at the heart of lab 5's ``sequence_logprobs``)."""
 
 TRAINER_FUNCTIONS = ("kl_penalized_rewards", "compute_gae", "ppo_policy_loss", "ppo_value_loss")
 """The building blocks :meth:`PPOTrainer.step` calls; each can be replaced by a keyword argument

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 
-CARRIES = {"generate_ids": ["generate_text"]}
+CARRIES = {"generate_ids": ["generate_text"], "sequence_logprob": ["sequence_logprobs"]}
 """Helpers that do a graded function's work under another name: the grader hides them with it."""
 
 
