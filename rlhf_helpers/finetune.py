@@ -19,6 +19,13 @@ The working recipe of lab 6, one function per step:
    tuned model on the same prompts and scores both with the reward pipeline;
    :func:`positive_share` and :func:`reward_win_rate` summarise.
 
+:func:`to_preference_format`, :func:`prepare_datasets`, :func:`make_dpo_config`
+and :func:`reward_win_rate` are the kit's answers to lab 6's exercises. Helpers
+that need one of them take it as a parameter (``compare_generations(...,
+win_rate_fn=...)``), so the lab can pass the learner's own; ``CARRIES`` names the
+private helpers that do part of an exercise's work, which the grading sandbox of
+lab 6 hides together with the answers (see :mod:`autograder.answer_key`).
+
 The DPO loss TRL minimises (Rafailov et al. 2023, Eq. 7), for a prompt x, a
 chosen completion y_w and a rejected one y_l::
 
@@ -34,7 +41,7 @@ from __future__ import annotations
 import math
 import random
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +49,6 @@ from typing import Any
 import torch
 
 from rlhf_helpers.config import get_device
-from rlhf_helpers.data import record_to_pair
 
 __all__ = [
     "to_preference_format",
@@ -69,6 +75,10 @@ REWARD_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "r
 """The implied-reward metrics ``DPOTrainer`` logs (``eval_`` prefixed during evaluation)."""
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+
+CARRIES = {"_check_record": ["to_preference_format", "prepare_datasets"],
+           "_is_tie": ["to_preference_format", "prepare_datasets"]}
+"""Private helpers that do part of a lab-6 exercise's work (hidden with the answers while lab 6 is graded)."""
 
 
 # ----------------------------------------------------------------------------- 1. data
@@ -115,7 +125,9 @@ def to_preference_format(record: dict) -> dict:
     _check_record(record)
     if _is_tie(record):
         raise ValueError(f"Tied scores {record['scores']!r}: a tie states no preference; drop the record.")
-    return record_to_pair(record)
+    (a, b), (sa, sb) = record["completions"], record["scores"]
+    chosen, rejected = (a, b) if sa > sb else (b, a)
+    return {"prompt": record["prefix"], "chosen": chosen, "rejected": rejected}
 
 
 def prepare_datasets(records: list[dict], test_size: float = 0.1, seed: int = 0):
@@ -152,28 +164,6 @@ def prepare_datasets(records: list[dict], test_size: float = 0.1, seed: int = 0)
 
 
 # ----------------------------------------------------------------------------- 3. configuration
-def _dpo_defaults(output_dir: str) -> dict[str, Any]:
-    on_cpu = get_device() == "cpu"
-    return {
-        "output_dir": output_dir,
-        "use_cpu": on_cpu,                 # TRL refuses a CPU-only machine otherwise
-        "bf16": False,                     # TRL's default True is 7-8x slower on CPU; fp32 is fine for small models
-        "activation_checkpointing": False,  # TRL turns it on (under its old name); pure overhead for small models
-        "learning_rate": 3e-4,             # TRL's 1e-6 does not visibly move a 0.5M-parameter model
-        "beta": 0.1,
-        "per_device_train_batch_size": 16,
-        "per_device_eval_batch_size": 32,
-        "max_steps": 150,                  # about 1.3 epochs of the tiny world's 1,800 training pairs
-        "max_length": 128,                 # the tiny policy has 128 positions; reviews are < 64 tokens
-        "logging_steps": 5,
-        "eval_strategy": "no",
-        "save_strategy": "no",             # no checkpoints: the lab saves the final model itself
-        "report_to": "none",
-        "seed": 0,
-        "dataloader_pin_memory": not on_cpu,
-    }
-
-
 def make_dpo_config(output_dir: str, **overrides):
     """A ``trl.DPOConfig`` that trains the tiny policy on a CPU within seconds.
 
@@ -199,7 +189,25 @@ def make_dpo_config(output_dir: str, **overrides):
         hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
         said = ", ".join(f"{k!r}" + (f" (did you mean {m[0]!r}?)" if m else "") for k, m in hints.items())
         raise TypeError(f"DPOConfig has no setting {said}.")
-    settings = _dpo_defaults(output_dir)
+    on_cpu = get_device() == "cpu"
+    settings = {
+        "output_dir": output_dir,
+        "use_cpu": on_cpu,                 # TRL refuses a CPU-only machine otherwise
+        "bf16": False,                     # TRL's default True is 7-8x slower on CPU; fp32 is fine for small models
+        "activation_checkpointing": False,  # TRL turns it on (under its old name); pure overhead for small models
+        "learning_rate": 3e-4,             # TRL's 1e-6 does not visibly move a 0.5M-parameter model
+        "beta": 0.1,
+        "per_device_train_batch_size": 16,
+        "per_device_eval_batch_size": 32,
+        "max_steps": 150,                  # about 1.3 epochs of the tiny world's 1,800 training pairs
+        "max_length": 128,                 # the tiny policy has 128 positions; reviews are < 64 tokens
+        "logging_steps": 5,
+        "eval_strategy": "no",
+        "save_strategy": "no",             # no checkpoints: the lab saves the final model itself
+        "report_to": "none",
+        "seed": 0,
+        "dataloader_pin_memory": not on_cpu,
+    }
     if "gradient_checkpointing" in overrides:  # the deprecated alias would be ignored beside the new name
         settings["activation_checkpointing"] = overrides.pop("gradient_checkpointing")
     settings.update(overrides)
@@ -213,16 +221,13 @@ def _check_texts(texts: Any, name: str) -> list[str]:
     return list(texts)
 
 
-def positive_scores(reward_pipeline, texts: Sequence[str], batch_size: int = 64) -> list[float]:
-    """P(POSITIVE) of each text under the sentiment pipeline, selected by label.
+def _all_labels(reward_pipeline, texts: list[str], batch_size: int = 64) -> list[list[dict]]:
+    """The pipeline's output with every label (``top_k=None``), one list of ``{label, score}`` per text."""
+    return list(reward_pipeline(texts, top_k=None, batch_size=batch_size, truncation=True)) if texts else []
 
-    The pipeline returns each text's labels sorted by score, so the POSITIVE
-    entry is looked up by its label, never by position.
-    """
-    texts = _check_texts(texts, "texts")
-    if not texts:
-        return []
-    outputs = reward_pipeline(texts, top_k=None, batch_size=batch_size, truncation=True)
+
+def _positive(outputs: list[list[dict]]) -> list[float]:
+    """P(POSITIVE) from each text's labels, selected by label (the labels come sorted by score)."""
     scores = []
     for out in outputs:
         found = [d["score"] for d in out if d["label"] == "POSITIVE"]
@@ -230,6 +235,16 @@ def positive_scores(reward_pipeline, texts: Sequence[str], batch_size: int = 64)
             raise ValueError(f"Expected one POSITIVE label per text, got {[d['label'] for d in out]}.")
         scores.append(float(found[0]))
     return scores
+
+
+def positive_scores(reward_pipeline, texts: Sequence[str], batch_size: int = 64) -> list[float]:
+    """P(POSITIVE) of each text under the sentiment pipeline, selected by label.
+
+    The pipeline returns each text's labels sorted by score, so the POSITIVE
+    entry is looked up by its label, never by position.
+    """
+    texts = _check_texts(texts, "texts")
+    return _positive(_all_labels(reward_pipeline, texts, batch_size))
 
 
 def positive_share(reward_pipeline, texts: Sequence[str]) -> float:
@@ -445,13 +460,19 @@ def load_tuned_model(path: str | Path, device: str | None = None):
 # ----------------------------------------------------------------------------- 6. inference
 @dataclass
 class Comparison:
-    """Reference and tuned samples on the same prompts, with their P(POSITIVE)."""
+    """Reference and tuned samples on the same prompts, with their P(POSITIVE) and the win rate.
+
+    ``win_rate`` is what the ``win_rate_fn`` given to :func:`compare_generations`
+    returned for (reference texts, tuned texts): the share of prompts where the
+    tuned sample wins.
+    """
 
     prompts: list[str]
     reference: list[str]
     tuned: list[str]
     reference_scores: list[float]
     tuned_scores: list[float]
+    win_rate: float | None = None
 
     @property
     def reference_share(self) -> float:
@@ -460,12 +481,6 @@ class Comparison:
     @property
     def tuned_share(self) -> float:
         return sum(s > 0.5 for s in self.tuned_scores) / len(self.prompts)
-
-    @property
-    def win_rate(self) -> float:
-        """Share of prompts where the tuned sample scores higher (ties count half)."""
-        return sum(1.0 if t > r else 0.5 if t == r else 0.0
-                   for r, t in zip(self.reference_scores, self.tuned_scores)) / len(self.prompts)
 
     def mean_words(self, which: str) -> float:
         """Mean length in words of the ``"reference"`` or ``"tuned"`` completions."""
@@ -495,24 +510,65 @@ def _sample(model, tokenizer, prompts: list[str], max_new_tokens: int, seed: int
     return [c[0] for c in out]
 
 
+class _ScoredPipeline:
+    """The reward pipeline, answering ``top_k=None`` calls on texts it has already scored from memory.
+
+    :func:`compare_generations` scores every text once; the win-rate function it
+    is given then reads the same outputs (in the pipeline's own format) instead of
+    running the classifier again. Any other call goes to the pipeline itself.
+    """
+
+    _PASSED = frozenset({"top_k", "batch_size", "truncation", "padding"})
+
+    def __init__(self, reward_pipeline, texts: list[str], outputs: list[list[dict]]):
+        self.pipeline = reward_pipeline
+        self._known = dict(zip(texts, outputs))
+
+    def __call__(self, texts, *args: Any, **kwargs: Any):
+        single = isinstance(texts, str)
+        batch = [texts] if single else texts
+        if (args or "top_k" not in kwargs or kwargs["top_k"] is not None or set(kwargs) - self._PASSED
+                or not isinstance(batch, (list, tuple)) or not all(isinstance(t, str) and t in self._known for t in batch)):
+            return self.pipeline(texts, *args, **kwargs)
+        outs = [[dict(d) for d in self._known[t]] for t in batch]
+        return outs[0] if single else outs
+
+    def __getattr__(self, name: str) -> Any:  # model, tokenizer, ...: the pipeline's own
+        if name in ("pipeline", "_known"):
+            raise AttributeError(name)
+        return getattr(self.pipeline, name)
+
+
 def compare_generations(ref_model, tuned_model, tokenizer, reward_pipeline, prompts: Sequence[str],
-                        max_new_tokens: int = 32, seed: int = 0, batch_size: int = 256) -> Comparison:
+                        max_new_tokens: int = 32, seed: int = 0, batch_size: int = 256,
+                        win_rate_fn: Callable[[Any, list[str], list[str]], float] | None = None) -> Comparison:
     """Sample one completion per prompt from each model (same prompts, same seed) and score them.
 
     Sampling is plain (temperature 1, no top-k/top-p), as when the preference
     data was made. Each text is scored as prompt + completion by the reward
     pipeline's P(POSITIVE).
+
+    Args:
+        win_rate_fn: ``win_rate_fn(reward_pipeline, reference_texts, tuned_texts)``
+            gives ``Comparison.win_rate`` (lab 6 passes the learner's
+            ``reward_win_rate``; default: the kit's :func:`reward_win_rate`). It
+            gets a pipeline that answers ``top_k=None`` calls on these texts from
+            the scores already computed, so no text is scored twice.
     """
     prompts = _check_texts(prompts, "prompts")
     if not prompts:
         raise ValueError("compare_generations needs at least one prompt.")
     if tokenizer.padding_side != "left":
         raise ValueError("Batched generation with a decoder-only model needs tokenizer.padding_side == 'left'.")
+    if win_rate_fn is None:
+        win_rate_fn = reward_win_rate
     ref = _sample(ref_model, tokenizer, prompts, max_new_tokens, seed, batch_size)
     tuned = _sample(tuned_model, tokenizer, prompts, max_new_tokens, seed, batch_size)
-    texts = [p + c for p, c in zip(prompts, ref)] + [p + c for p, c in zip(prompts, tuned)]
-    scores = positive_scores(reward_pipeline, texts)
-    return Comparison(prompts, ref, tuned, scores[: len(prompts)], scores[len(prompts):])
+    ref_texts, tuned_texts = [p + c for p, c in zip(prompts, ref)], [p + c for p, c in zip(prompts, tuned)]
+    outputs = _all_labels(reward_pipeline, ref_texts + tuned_texts)
+    scores = _positive(outputs)
+    win_rate = win_rate_fn(_ScoredPipeline(reward_pipeline, ref_texts + tuned_texts, outputs), ref_texts, tuned_texts)
+    return Comparison(prompts, ref, tuned, scores[: len(prompts)], scores[len(prompts):], win_rate)
 
 
 # ----------------------------------------------------------------------------- a test double

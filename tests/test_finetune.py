@@ -45,6 +45,19 @@ def test_to_preference_format_picks_the_higher_score():
                                                               "rejected": " great."}
 
 
+def test_to_preference_format_works_inside_dataset_map():
+    """Dataset.map hands the function LazyRow mappings, not dicts."""
+    import datasets
+
+    raw = datasets.Dataset.from_list([record(), record(prefix="i saw", sa=-1.0, sb=0.5)])
+    seen = []
+    pairs = raw.map(lambda row: (seen.append(type(row).__name__), ft.to_preference_format(row))[1],
+                    remove_columns=raw.column_names)
+    assert "dict" not in seen
+    assert pairs.to_list() == [{"prompt": "the film was", "chosen": " great.", "rejected": " awful."},
+                               {"prompt": "i saw", "chosen": " awful.", "rejected": " great."}]
+
+
 @pytest.mark.parametrize("bad", [
     record(sa=1.0, sb=1.0),                                                 # a tie
     {"prefix": "x", "completions": [" a", " b"]},                            # no scores
@@ -273,6 +286,56 @@ def test_compare_generations_same_model_is_a_draw(policy, reward_pipe):
     assert "the film was" in c.table(1)
     with pytest.raises(ValueError):
         ft.compare_generations(model, model, tok, reward_pipe, [])
+
+
+def test_compare_generations_uses_the_given_win_rate_fn_without_rescoring(policy):
+    """The win rate comes from the function passed in (the learner's, in lab 6), which reads the
+    scores already computed through a pipeline of the real pipeline's format."""
+    model, tok = policy
+    prompts = ["the film was", "i watched this", "a movie"]
+    fake = ft.FakeSentimentPipeline({}, seed=0)
+    seen = {}
+
+    def my_win_rate(pipe, texts_a, texts_b):
+        seen["a"], seen["b"] = texts_a, texts_b
+        calls = fake.calls
+        seen["all"] = pipe(texts_a + texts_b, top_k=None)
+        seen["one"] = pipe(texts_a[0], top_k=None)
+        seen["rescored"] = fake.calls - calls
+        seen["top1"] = pipe(texts_a, batch_size=2)          # not cached: handed to the pipeline itself
+        return 0.25
+
+    c = ft.compare_generations(model, model, tok, fake, prompts, max_new_tokens=6, win_rate_fn=my_win_rate)
+    assert c.win_rate == 0.25
+    assert seen["a"] == [p + t for p, t in zip(prompts, c.reference)] and seen["b"] == [p + t for p, t in zip(prompts, c.tuned)]
+    assert seen["rescored"] == 0
+    assert [next(d["score"] for d in out if d["label"] == "POSITIVE") for out in seen["all"]] == \
+        c.reference_scores + c.tuned_scores
+    assert isinstance(seen["one"], list) and {d["label"] for d in seen["one"]} == {"POSITIVE", "NEGATIVE"}
+    assert len(seen["top1"]) == 3 and all(isinstance(d, dict) for d in seen["top1"])
+
+
+def test_lab6_box_hides_the_answers_and_what_carries_them(monkeypatch):
+    """In lab 6's grading sandbox the four answers and the helpers in CARRIES are stubs; the rest works."""
+    import inspect
+    import sys
+    import types
+
+    from autograder.answer_key import stub_module
+
+    graded = {"to_preference_format", "prepare_datasets", "make_dpo_config", "reward_win_rate"}
+    source = inspect.getsource(ft)
+    boxed, replaced = stub_module(source, graded, "lab6_dpo_hf", "rlhf_helpers.finetune")
+    assert set(replaced) == graded | set(ft.CARRIES)
+    module = types.ModuleType("boxed_finetune")
+    monkeypatch.setitem(sys.modules, "boxed_finetune", module)
+    exec(compile(boxed, "boxed_finetune", "exec"), module.__dict__)  # noqa: S102 - the kit's own source
+    namespace = module.__dict__
+    for name in replaced:
+        with pytest.raises(RuntimeError, match="not available while lab6_dpo_hf is graded"):
+            namespace[name]({"prefix": "x", "completions": [" a", " b"], "scores": [1.0, 0.0]})
+    assert "record_to_pair" not in namespace  # the pairing is not imported from the data module
+    assert not any(callable(v) and getattr(v, "__name__", "").startswith("_dpo_defaults") for v in namespace.values())
 
 
 @pytest.mark.slow
