@@ -172,6 +172,9 @@ def grade_class(submissions: Path, out: Path, solutions: Path, settings: Setting
     env = dict(os.environ)
     env["JUPYTER_PATH"] = str(share) + (os.pathsep + env["JUPYTER_PATH"] if env.get("JUPYTER_PATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # The judge computes references in the worker: its share of the cores, like each kernel's.
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, settings.jobs)))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     # Start the workers now: they import nbgrader while this process prepares the course.
     workers = [_Worker(out, n, env) for n in range(max(1, min(settings.jobs, len(subs))))]
     try:

@@ -538,6 +538,12 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     import nbgrader.converters  # noqa: F401 - import (about 5 s) while the parent prepares the course
 
+    try:  # the judge's references need them: import while the parent is still preparing, not per lab
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:  # a grader for labs that need neither
+        pass
+
     for line in sys.stdin:
         task = Task.from_json(line)
         try:

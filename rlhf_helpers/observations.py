@@ -27,10 +27,10 @@ the hidden tests. The encoding is plain JSON (tensors as base64 bytes), read
 back by :func:`decode` without ``pickle``.
 
 *Tripwires.* When the grader names library equivalents of a graded function
-(``RLHF_COURSE_TRIPWIRES``, e.g. ``transformers.TopKLogitsWarper``), the
-first observation wraps them, and every outcome lists those entered while its
-thunk ran; the judge refuses the points of a function that handed its work
-to one.
+(``RLHF_COURSE_TRIPWIRES``, e.g. ``transformers.TopKLogitsWarper``), each
+observation wraps those whose module is imported by then, and every outcome
+lists those entered while its thunk ran; the judge refuses the points of a
+function that handed its work to one.
 """
 
 from __future__ import annotations
@@ -409,15 +409,19 @@ def _wrap(fn: Callable, label: str) -> Callable:
 
 
 def _install_tripwires() -> None:
-    if _STATE["wires"] is not None:
-        return
-    _STATE["wires"] = []
-    try:
-        paths = json.loads(os.environ.get(TRIPWIRES_ENV, "[]"))
-    except ValueError:
-        paths = []
-    for path in paths if isinstance(paths, list) else []:
-        found = _resolve(str(path))
+    """Wrap each named equivalent whose module is already imported (never import one: TRL alone
+    takes seconds). Called at every observation, so a module imported later is wired then."""
+    if _STATE["wires"] is None:
+        try:
+            paths = json.loads(os.environ.get(TRIPWIRES_ENV, "[]"))
+        except ValueError:
+            paths = []
+        _STATE["wires"] = {str(p): False for p in (paths if isinstance(paths, list) else [])}
+    for path, done in _STATE["wires"].items():
+        if done or path.split(".", 1)[0] not in sys.modules:
+            continue
+        _STATE["wires"][path] = True
+        found = _resolve(path)
         if found is None:
             continue
         owner, attr = found
@@ -427,9 +431,7 @@ def _install_tripwires() -> None:
                 inner = getattr(target, method, None)
                 if callable(inner) and not getattr(inner, "__rlhf_tripwire__", False):
                     with contextlib.suppress(TypeError, AttributeError):
-                        setattr(target, method, _wrap(inner, str(path)))
+                        setattr(target, method, _wrap(inner, path))
         elif callable(target) and not getattr(target, "__rlhf_tripwire__", False):
             with contextlib.suppress(TypeError, AttributeError):
-                setattr(owner, attr, _wrap(target, str(path)))
-        _STATE["wires"].append(str(path))
-
+                setattr(owner, attr, _wrap(target, path))
