@@ -297,7 +297,8 @@ def beta_explorer_state(ref_probs: Sequence[float] | torch.Tensor = TOY_REF_PROB
     """Everything the beta explorer shows for one beta (no widgets involved).
 
     The numbers come from the three functions passed in (the learner's, in lab 4);
-    each defaults to the kit's version, looked up at call time.
+    each defaults to the kit's version, looked up at call time, and so does one that
+    still raises ``NotImplementedError`` (the widget works before the learner writes it).
 
     Args:
         ref_probs: pi_ref over a toy vocabulary of V words (a sequence or 1-D tensor).
@@ -310,17 +311,29 @@ def beta_explorer_state(ref_probs: Sequence[float] | torch.Tensor = TOY_REF_PROB
     Returns:
         ``{"beta", "ref_probs", "rewards", "policy"`` (pi*, float64 tensors of shape ``(V,)``),
         ``"expected_reward"`` (E_pi*[r]), ``"ref_expected_reward"`` (E_ref[r]), ``"kl"``
-        (KL(pi* || pi_ref)), ``"objective"`` (J(pi*)), ``"top"`` (index of pi*'s largest bar)``}``;
+        (KL(pi* || pi_ref)), ``"objective"`` (J(pi*)), ``"top"`` (index of pi*'s largest bar),
+        ``"kit_fallback"`` (the names of given functions not written yet, replaced by the kit's)``}``;
         the numbers are Python floats.
     """
-    policy_fn = optimal_policy if policy_fn is None else policy_fn  # looked up now: the lab passes its own
-    kl_fn = kl_divergence if kl_fn is None else kl_fn
-    objective_fn = regularized_objective if objective_fn is None else objective_fn
+    kit = {"policy_fn": optimal_policy, "kl_fn": kl_divergence, "objective_fn": regularized_objective}
+    given = {"policy_fn": policy_fn, "kl_fn": kl_fn, "objective_fn": objective_fn}
+    fallback: list[str] = []
+
+    def call(role: str, *args):
+        """The given function (looked up now: the lab passes its own), or the kit's while the
+        given one is not written yet (still raises NotImplementedError)."""
+        if given[role] is not None:
+            try:
+                return given[role](*args)
+            except NotImplementedError:
+                fallback.append(getattr(given[role], "__name__", role))
+        return kit[role](*args)
+
     ref = torch.as_tensor(ref_probs, dtype=torch.float64)
     r = torch.as_tensor(rewards, dtype=torch.float64)
     if ref.dim() != 1 or r.dim() != 1:
         raise ValueError(f"ref_probs and rewards should be 1-D, got shapes {tuple(ref.shape)} and {tuple(r.shape)}.")
-    pi = policy_fn(ref, r, beta)  # checks beta (> 0) and the inputs
+    pi = call("policy_fn", ref, r, beta)  # checks beta (> 0) and the inputs
     return {
         "beta": float(beta),
         "ref_probs": ref,
@@ -328,9 +341,10 @@ def beta_explorer_state(ref_probs: Sequence[float] | torch.Tensor = TOY_REF_PROB
         "policy": pi,
         "expected_reward": float((pi * r).sum()),
         "ref_expected_reward": float((ref * r).sum()),
-        "kl": float(kl_fn(pi, ref)),
-        "objective": float(objective_fn(pi, ref, r, beta)),
+        "kl": float(call("kl_fn", pi, ref)),
+        "objective": float(call("objective_fn", pi, ref, r, beta)),
         "top": int(pi.argmax()),
+        "kit_fallback": fallback,
     }
 
 

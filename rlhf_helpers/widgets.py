@@ -323,6 +323,9 @@ class BetaExplorer:
             f"E<sub>&pi;*</sub>[r] = {s['expected_reward']:.3f} (reference {s['ref_expected_reward']:.3f}) &nbsp; "
             f"KL(&pi;* || &pi;<sub>ref</sub>) = {s['kl']:.3f} &nbsp; objective = {s['objective']:.3f} &nbsp; "
             f"most likely: <b>{html.escape(self.vocab[s['top']])}</b></span>")
+        if s.get("kit_fallback"):
+            self.info.value += ("<br><i>showing the kit's " + html.escape(", ".join(s["kit_fallback"]))
+                                + " until you write yours</i>")
         self.chart.value = _beta_chart_png(s, self.vocab)
 
 

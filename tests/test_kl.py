@@ -378,3 +378,20 @@ def test_evaluate_reward_and_kl_of_the_reference_is_zero(policy):
     again = evaluate_reward_and_kl(model, model, tokenizer, queries, lambda texts: torch.zeros(len(texts)),
                                    LengthSampler(3, 6, generator=torch.Generator().manual_seed(0)), seed=0)
     assert again["texts"] == res["texts"], "the same seed gives the same samples"
+
+
+def test_beta_explorer_works_before_the_learner_writes_their_functions():
+    """The widget needs a working pi* before lab 4's exercises are done: a function that still raises
+    NotImplementedError is replaced by the kit's, and the panel says so."""
+    import rlhf_helpers.kl as K
+    from rlhf_helpers.widgets import beta_explorer
+
+    def optimal_policy(ref_probs, rewards, beta):
+        raise NotImplementedError()
+
+    state = K.beta_explorer_state(beta=0.5, policy_fn=optimal_policy, kl_fn=K.kl_divergence)
+    assert state["kit_fallback"] == ["optimal_policy"]
+    assert state["kl"] == pytest.approx(K.beta_explorer_state(beta=0.5)["kl"])
+    panel = beta_explorer(beta=1.0, policy_fn=optimal_policy)
+    assert "until you write yours" in panel.explorer.info.value
+    assert K.beta_explorer_state(beta=0.5, policy_fn=K.optimal_policy)["kit_fallback"] == []
