@@ -74,6 +74,9 @@ class SandboxConfig:
                 "(the helper package without the graded lab's answer key, see autograder.answer_key)"})
     env: dict[str, str] = field(default_factory=dict, metadata={"help": "extra environment variables"})
     enabled: bool = field(default=True, metadata={"help": "False runs the kernel unboxed (--no-sandbox)"})
+    hide: list[str] = field(default_factory=list, metadata={
+        "help": "folders to cover with an empty read-only tmpfs when a read-only mount would show them "
+                "(the class's submissions, the grading folder, the kit's solutions/ when they lie under /usr or /opt)"})
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -203,6 +206,11 @@ def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
             cmd += ["--ro-bind", path, path]
     for source, target in cfg.overlays:  # later mounts hide what is below them
         cmd += ["--ro-bind", source, target]
+    shown = [os.path.realpath(p) for p in ("/usr", "/opt", *default_ro_paths(), *cfg.ro_paths) if os.path.exists(p)]
+    for path in cfg.hide:
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and any(_inside(real, top) for top in shown):
+            cmd += ["--tmpfs", real, "--remount-ro", real]
     cmd += ["--bind", cfg.work_dir, SANDBOX_WORK,
             "--bind", cfg.ipc_dir, cfg.ipc_dir,
             "--chdir", SANDBOX_WORK]

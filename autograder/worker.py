@@ -389,6 +389,7 @@ def _autograde(task: Task, lab: _Lab, submitted: Path) -> list[dict]:
                       memory_mb=settings.memory_mb, enabled=settings.sandbox,
                       threads=max(1, (os.cpu_count() or 1) // max(1, settings.jobs)),
                       overlays=box_overlays(course, task.lab), env={TRIPWIRES_ENV: json.dumps(wires)},
+                      hide=[task.out, str(Path(task.notebook).parents[2]), str(C.repo_root() / "solutions")],
                       ).save(scratch / "sandbox.json")
         os.environ[CONFIG_ENV] = str(scratch / "sandbox.json")
         c = C.base_config(course)

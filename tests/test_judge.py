@@ -275,3 +275,17 @@ def test_the_box_mounts_the_stubbed_package_over_the_real_one(monkeypatch):
     assert cmd[box + 2] == "/kit/rlhf_helpers" and box == binds[-2] and world == binds[-1]
     env = dict(zip(cmd[cmd.index("--setenv") + 1::3], cmd[cmd.index("--setenv") + 2::3]))
     assert env.get("RLHF_COURSE_OBSERVE") == "1"
+
+
+def test_the_box_covers_class_folders_that_a_system_mount_would_show(monkeypatch, tmp_path):
+    """A kit installed under /usr or /opt is mounted read-only into the box; the class's
+    submissions, the grading folder and solutions/ under it are covered with an empty tmpfs."""
+    import autograder.sandbox as S
+
+    monkeypatch.setattr(S, "bwrap_path", lambda: "/usr/bin/bwrap")
+    inside = "/usr/share"  # exists on any Linux: stands for a course installed under /usr
+    outside = str(tmp_path)
+    cfg = S.SandboxConfig(work_dir="/tmp/x/work", ipc_dir="/tmp/x/ipc", hide=[inside, outside])
+    cmd = S.bwrap_command(cfg, ["python"])
+    assert ["--tmpfs", inside, "--remount-ro", inside] == cmd[cmd.index(inside) - 1:cmd.index(inside) + 3]
+    assert outside not in cmd, "a folder no mount shows needs no cover"
