@@ -4,9 +4,10 @@
 ``config``        profiles: the offline "tiny" world (default) or the real "hub"
                   course models, chosen by ``RLHF_COURSE_PROFILE``
 ``reviews``       the seeded probabilistic grammar of movie reviews
-``world``         builds the tiny world: tokenizer, policy, reward model, pairs
+``build_world``   builds the tiny world (tokenizer, policy, reward model, pairs);
+                  runtime code never imports it
 ``models``        ``load_policy``, ``load_reward_pipeline``, frozen copies
-``data``          ``load_reviews``, ``load_preference_pairs`` and raw records
+``data``          ``load_reviews``, ``load_preference_pairs``, raw records and their files
 ``sampling``      lab 1: temperature, top-k, top-p, repetition penalty, decoding
 ``rewards``       lab 2: pipeline outputs to rewards, lengths, queries, rollouts
 ``ppo``           lab 3: policy gradient, GAE, PPO losses and ``PPOTrainer``

@@ -14,9 +14,9 @@ import sys
 
 
 def _cmd_build_world(args: argparse.Namespace) -> int:
-    from rlhf_helpers import world
+    from rlhf_helpers.build_world import build_world
 
-    report = world.build_world(out_dir=args.out, seed=args.seed, quick=args.quick)
+    report = build_world(out_dir=args.out, seed=args.seed, quick=args.quick)
     return 0 if report["gates_passed"] else 1
 
 

@@ -86,8 +86,11 @@ def resolve_profile_name(profile: str | None = None) -> str:
     return name
 
 
-def get_profile(profile: str | None = None) -> Profile:
-    """Return the :class:`Profile` named by ``profile`` (see :func:`resolve_profile_name`)."""
+def get_profile(profile: str | Profile | None = None) -> Profile:
+    """Return the :class:`Profile` named by ``profile`` (see :func:`resolve_profile_name`); a
+    :class:`Profile` is returned as it is, so a loader that calls others resolves it once."""
+    if isinstance(profile, Profile):
+        return profile
     return PROFILES[resolve_profile_name(profile)]()
 
 

@@ -16,10 +16,13 @@ by the reward model's POSITIVE logit on prefix + continuation.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
+import random
 from pathlib import Path
 
-from rlhf_helpers.config import REBUILD_HINT, get_profile
+from rlhf_helpers.config import REBUILD_HINT, Profile, get_profile
 
 SPLITS = ("train", "test")
 CARRIES = {"record_to_pair": ["to_preference_format"]}
@@ -27,6 +30,21 @@ CARRIES = {"record_to_pair": ["to_preference_format"]}
 graded (``record_to_pair`` is lab 6's ``to_preference_format``; lab 6 does not use it)."""
 
 
+# ----------------------------------------------------------------------------- files
+def write_jsonl_gz(path: Path, rows: list[dict]) -> None:
+    # mtime=0 keeps the gzip bytes identical across builds (deterministic files)
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        for row in rows:
+            f.write((json.dumps(row, sort_keys=True) + "\n").encode())
+
+
+def read_jsonl_gz(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+
+# ----------------------------------------------------------------------------- datasets
 def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}: expected one of {list(SPLITS)}.")
@@ -44,7 +62,6 @@ def _world_file(folder: str, name: str) -> Path:
 
 def _read(path: Path) -> list[dict]:
     from rlhf_helpers.models import WorldError
-    from rlhf_helpers.world import read_jsonl_gz
 
     try:
         return read_jsonl_gz(path)
@@ -52,7 +69,7 @@ def _read(path: Path) -> list[dict]:
         raise WorldError(f"Data file {path} is corrupt ({exc}). {REBUILD_HINT}") from exc
 
 
-def load_reviews(split: str = "train", profile: str | None = None):
+def load_reviews(split: str = "train", profile: str | Profile | None = None):
     """Movie reviews as a ``datasets.Dataset`` with columns ``text`` and ``label``."""
     import datasets
 
@@ -69,7 +86,7 @@ def _hub_preference_cache(split: str) -> Path:
     return root / f"hub_preferences_{split}.jsonl.gz"
 
 
-def load_raw_preference_records(split: str = "train", profile: str | None = None) -> list[dict]:
+def load_raw_preference_records(split: str = "train", profile: str | Profile | None = None) -> list[dict]:
     """Raw records ``{"prefix", "completions": [a, b], "scores": [sa, sb]}`` (see module doc).
 
     In the hub profile the records are sampled from ``lvwerra/gpt2-imdb`` and
@@ -83,15 +100,12 @@ def load_raw_preference_records(split: str = "train", profile: str | None = None
     cache = _hub_preference_cache(split)
     if cache.is_file():
         return _read(cache)
-    import random
-
     from rlhf_helpers.models import load_policy, load_reward_pipeline
-    from rlhf_helpers.world import make_preference_records, review_prefixes, write_jsonl_gz
 
-    model, tokenizer = load_policy(prof.name)
-    pipe = load_reward_pipeline(prof.name)
+    model, tokenizer = load_policy(prof)
+    pipe = load_reward_pipeline(prof)
     n = 2000 if split == "train" else 200
-    texts = load_reviews(split, prof.name).shuffle(seed=0)["text"][:n]
+    texts = load_reviews(split, prof).shuffle(seed=0)["text"][:n]
     prefixes = review_prefixes(texts, random.Random(0), min_words=3, max_words=8)
     records = make_preference_records(model, tokenizer, pipe, prefixes, max_new_tokens=32)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +122,7 @@ def record_to_pair(record: dict) -> dict | None:
     return {"prompt": record["prefix"], "chosen": chosen, "rejected": rejected}
 
 
-def load_preference_pairs(split: str = "train", profile: str | None = None):
+def load_preference_pairs(split: str = "train", profile: str | Profile | None = None):
     """Preference pairs as a ``datasets.Dataset`` with ``prompt``, ``chosen``, ``rejected``.
 
     The chosen continuation is the one the reward model scores higher; ties are
@@ -119,3 +133,29 @@ def load_preference_pairs(split: str = "train", profile: str | None = None):
 
     pairs = [p for p in map(record_to_pair, load_raw_preference_records(split, profile)) if p is not None]
     return datasets.Dataset.from_dict({k: [p[k] for p in pairs] for k in ("prompt", "chosen", "rejected")})
+
+
+# ----------------------------------------------------------------------------- preference records
+def review_prefixes(texts: list[str], rng: random.Random, min_words: int = 2, max_words: int = 5) -> list[str]:
+    """The first 2-5 words of each text (a prompt for the policy)."""
+    return [" ".join(t.split()[: rng.randint(min_words, max_words)]) for t in texts]
+
+
+def make_preference_records(model, tokenizer, reward_pipeline, prefixes: list[str], max_new_tokens: int,
+                            desc: str = "preference pairs") -> list[dict]:
+    """Raw records ``{"prefix", "completions": [a, b], "scores": [sa, sb]}``.
+
+    Two continuations of each prefix are sampled from the policy and scored
+    (prefix + continuation) by the reward model's POSITIVE logit. Shared by the
+    tiny world and the hub profile.
+    """
+    from rlhf_helpers.rewards import pipeline_rewards
+    from rlhf_helpers.sampling import sample_completions
+
+    completions = sample_completions(model, tokenizer, prefixes, 2, max_new_tokens, desc=desc)
+    texts = [p + c for p, cs in zip(prefixes, completions) for c in cs]
+    scores = pipeline_rewards(reward_pipeline, texts, kind="logit", batch_size=256).tolist()
+    return [
+        {"prefix": p, "completions": cs, "scores": [round(scores[2 * i], 5), round(scores[2 * i + 1], 5)]}
+        for i, (p, cs) in enumerate(zip(prefixes, completions))
+    ]

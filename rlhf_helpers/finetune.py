@@ -497,7 +497,7 @@ class Comparison:
 
 
 def _sample(model, tokenizer, prompts: list[str], max_new_tokens: int, seed: int, batch_size: int) -> list[str]:
-    from rlhf_helpers.world import sample_completions
+    from rlhf_helpers.sampling import sample_completions
 
     was_training = model.training
     model.eval()

@@ -94,7 +94,22 @@ def _hub_error(what: str, repo: str, exc: Exception) -> RuntimeError:
     )
 
 
-def load_policy(profile: str | None = None, device: str | None = None):
+def _from_pretrained(prof: Profile, part: str, model_class):
+    """``(model, tokenizer)`` of the profile's ``policy`` or ``reward``, with an error that says what to do."""
+    from transformers import AutoTokenizer
+
+    source = _source(prof, part)
+    what = {"policy": "policy", "reward": "reward model"}[part]
+    try:
+        with _no_load_bars():
+            return model_class.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        if prof.offline:
+            raise WorldError(f"Could not load the tiny {what} from {source}: {exc}. {REBUILD_HINT}") from exc
+        raise _hub_error(what, source, exc) from exc
+
+
+def load_policy(profile: str | Profile | None = None, device: str | None = None):
     """Load the policy model and its tokenizer.
 
     Args:
@@ -106,18 +121,9 @@ def load_policy(profile: str | None = None, device: str | None = None):
         and its tokenizer, set to pad on the left with EOS (what batched
         generation with a decoder-only model needs).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    prof = get_profile(profile)
-    source = _source(prof, "policy")
-    try:
-        with _no_load_bars():
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        if prof.offline:
-            raise WorldError(f"Could not load the tiny policy from {source}: {exc}. {REBUILD_HINT}") from exc
-        raise _hub_error("policy", source, exc) from exc
+    model, tokenizer = _from_pretrained(get_profile(profile), "policy", AutoModelForCausalLM)
     if tokenizer.pad_token is None:  # GPT-2 has no pad token; course code pads with EOS
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -126,25 +132,16 @@ def load_policy(profile: str | None = None, device: str | None = None):
     return model.to(get_device(device)).eval(), tokenizer
 
 
-def load_reward_pipeline(profile: str | None = None, device: str | None = None):
+def load_reward_pipeline(profile: str | Profile | None = None, device: str | None = None):
     """Load the sentiment classifier as a ``pipeline("sentiment-analysis")``.
 
     Its labels are ``NEGATIVE`` and ``POSITIVE``. Call it with ``top_k=None`` to
     get both scores per text (sorted by score, so select by label), and with
     ``function_to_apply="none"`` for raw logits.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    from transformers import AutoModelForSequenceClassification, pipeline
 
-    prof = get_profile(profile)
-    source = _source(prof, "reward")
-    try:
-        with _no_load_bars():
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForSequenceClassification.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        if prof.offline:
-            raise WorldError(f"Could not load the tiny reward model from {source}: {exc}. {REBUILD_HINT}") from exc
-        raise _hub_error("reward model", source, exc) from exc
+    model, tokenizer = _from_pretrained(get_profile(profile), "reward", AutoModelForSequenceClassification)
     return pipeline("sentiment-analysis", model=model.eval(), tokenizer=tokenizer, device=get_device(device))
 
 

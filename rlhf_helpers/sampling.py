@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -50,6 +51,7 @@ __all__ = [
     "NextTokenDistribution",
     "sequence_logprob",
     "encode_prompt",
+    "sample_completions",
 ]
 
 
@@ -395,3 +397,21 @@ def sequence_logprob(model, prompt_ids: torch.Tensor, new_ids: torch.Tensor) -> 
     logp = torch.log_softmax(model(input_ids=ids).logits[:, :-1, :].float(), dim=-1)  # (1, T+N-1, V)
     token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)[:, p.shape[-1] - 1 :]  # (1, N)
     return float(token_logp.sum())
+
+
+@torch.no_grad()
+def sample_completions(model, tokenizer, prompts: list[str], n_per_prompt: int, max_new_tokens: int,
+                       batch_size: int = 256, desc: str = "sampling") -> list[list[str]]:
+    """``n_per_prompt`` sampled continuations (text after the prompt) for each prompt."""
+    out: list[list[str]] = [[] for _ in prompts]
+    flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n_per_prompt)]
+    for start in tqdm(range(0, len(flat), batch_size), desc=desc, unit="batch"):
+        chunk = flat[start : start + batch_size]
+        enc = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True, padding_side="left")
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        gen = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
+                             pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        for (i, _), t in zip(chunk, texts):
+            out[i].append(t)
+    return out

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from rlhf_helpers.world import WorldConfig, build_world
+from rlhf_helpers.build_world import WorldConfig, build_world
 
 
 def _files(root):

@@ -1,4 +1,4 @@
-"""Build the offline "tiny" model world from nothing.
+"""Build the offline "tiny" model world from nothing (the builder; the labs never import it).
 
 ``rlhf-course build-world`` (or :func:`build_world`) makes, in a few minutes on
 two CPU cores and deterministically for a seed:
@@ -20,7 +20,6 @@ loaders verify. The build ends with quality gates it prints and enforces.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
@@ -34,7 +33,10 @@ import torch
 from tqdm.auto import tqdm
 
 from rlhf_helpers.config import PACKAGE_WORLD
+from rlhf_helpers.data import make_preference_records, review_prefixes, write_jsonl_gz
+from rlhf_helpers.rewards import pipeline_rewards
 from rlhf_helpers.reviews import generate_reviews
+from rlhf_helpers.sampling import sample_completions
 
 EOS = "<|endoftext|>"
 CLS, SEP, PAD = "[CLS]", "[SEP]", "[PAD]"
@@ -86,18 +88,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_jsonl_gz(path: Path, rows: list[dict]) -> None:
-    # mtime=0 keeps the gzip bytes identical across builds (deterministic files)
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-        for row in rows:
-            f.write((json.dumps(row, sort_keys=True) + "\n").encode())
-
-
-def read_jsonl_gz(path: Path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator):
     """``steps`` random index batches over ``range(n)`` (epochs reshuffled)."""
     order = torch.randperm(n, generator=gen)
@@ -116,6 +106,23 @@ def _lr_lambda(steps: int, warmup: int = 20):
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))) * 0.9 + 0.1
 
     return f
+
+
+def _fit(model, rows: list, encode, lr: float, steps: int, batch_size: int, seed: int, desc: str) -> None:
+    """``steps`` AdamW steps (warm-up then cosine decay, gradient clipping) on random batches of
+    ``rows``; the model is left in eval mode."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps))
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    bar = tqdm(_batches(len(rows), batch_size, steps, gen), total=steps, desc=desc, unit="step")
+    for idx in bar:
+        loss = model(**encode([rows[i] for i in idx.tolist()])).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -177,19 +184,7 @@ def train_policy(tokenizer, train_texts: list[str], test_texts: list[str], cfg: 
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)  # mask by attention, not id
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.policy_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.policy_steps))
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    bar = tqdm(_batches(len(train_texts), cfg.batch_size, cfg.policy_steps, gen), total=cfg.policy_steps,
-               desc="policy (GPT-2)", unit="step")
-    for idx in bar:
-        loss = model(**encode([train_texts[i] for i in idx.tolist()])).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
+    _fit(model, train_texts, encode, cfg.policy_lr, cfg.policy_steps, cfg.batch_size, seed, "policy (GPT-2)")
     nll, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(test_texts), 256):
@@ -213,9 +208,6 @@ def train_reward_model(tokenizer, train: list[dict], test: list[dict], cfg: Worl
         id2label=dict(LABELS), label2id={v: k for k, v in LABELS.items()},
     )
     model = DistilBertForSequenceClassification(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.reward_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.reward_steps))
-    gen = torch.Generator().manual_seed(seed + 1)
 
     def encode(rows: list[dict]) -> dict[str, torch.Tensor]:
         enc = tokenizer([r["text"] for r in rows], padding="longest", truncation=True,
@@ -223,16 +215,7 @@ def train_reward_model(tokenizer, train: list[dict], test: list[dict], cfg: Worl
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                 "labels": torch.tensor([r["label"] for r in rows])}
 
-    model.train()
-    bar = tqdm(_batches(len(train), cfg.batch_size, cfg.reward_steps, gen), total=cfg.reward_steps,
-               desc="reward model (DistilBERT)", unit="step")
-    for idx in bar:
-        loss = model(**encode([train[i] for i in idx.tolist()])).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
+    _fit(model, train, encode, cfg.reward_lr, cfg.reward_steps, cfg.batch_size, seed + 1, "reward model (DistilBERT)")
     correct, neg_correct, neg_total = 0, 0, 0
     with torch.no_grad():
         for i in range(0, len(test), 256):
@@ -247,53 +230,6 @@ def train_reward_model(tokenizer, train: list[dict], test: list[dict], cfg: Worl
 
 
 # ----------------------------------------------------------------------------- preferences
-def review_prefixes(texts: list[str], rng: random.Random, min_words: int = 2, max_words: int = 5) -> list[str]:
-    """The first 2-5 words of each text (a prompt for the policy)."""
-    return [" ".join(t.split()[: rng.randint(min_words, max_words)]) for t in texts]
-
-
-@torch.no_grad()
-def sample_completions(model, tokenizer, prompts: list[str], n_per_prompt: int, max_new_tokens: int,
-                       batch_size: int = 256, desc: str = "sampling") -> list[list[str]]:
-    """``n_per_prompt`` sampled continuations (text after the prompt) for each prompt."""
-    out: list[list[str]] = [[] for _ in prompts]
-    flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n_per_prompt)]
-    for start in tqdm(range(0, len(flat), batch_size), desc=desc, unit="batch"):
-        chunk = flat[start : start + batch_size]
-        enc = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True, padding_side="left")
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        gen = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-                             pad_token_id=tokenizer.pad_token_id)
-        texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        for (i, _), t in zip(chunk, texts):
-            out[i].append(t)
-    return out
-
-
-def positive_logits(reward_pipeline, texts: list[str], batch_size: int = 256) -> list[float]:
-    """The POSITIVE raw logit of each text (``function_to_apply="none"``), selected by label."""
-    outputs = reward_pipeline(texts, top_k=None, function_to_apply="none", batch_size=batch_size,
-                              truncation=True)
-    return [next(d["score"] for d in o if d["label"] == "POSITIVE") for o in outputs]
-
-
-def make_preference_records(model, tokenizer, reward_pipeline, prefixes: list[str], max_new_tokens: int,
-                            desc: str = "preference pairs") -> list[dict]:
-    """Raw records ``{"prefix", "completions": [a, b], "scores": [sa, sb]}``.
-
-    Two continuations of each prefix are sampled from the policy and scored
-    (prefix + continuation) by the reward model's POSITIVE logit. Shared by the
-    tiny world and the hub profile.
-    """
-    completions = sample_completions(model, tokenizer, prefixes, 2, max_new_tokens, desc=desc)
-    texts = [p + c for p, cs in zip(prefixes, completions) for c in cs]
-    scores = positive_logits(reward_pipeline, texts)
-    return [
-        {"prefix": p, "completions": cs, "scores": [round(scores[2 * i], 5), round(scores[2 * i + 1], 5)]}
-        for i, (p, cs) in enumerate(zip(prefixes, completions))
-    ]
-
-
 # ----------------------------------------------------------------------------- build
 def build_world(out_dir: str | Path | None = None, seed: int = 0, quick: bool = False,
                 config: WorldConfig | None = None) -> dict:
@@ -351,12 +287,13 @@ def build_world(out_dir: str | Path | None = None, seed: int = 0, quick: bool = 
         pairs = [r for r in pref_train + pref_test if r["scores"][0] != r["scores"][1]]
         chosen = [r["prefix"] + r["completions"][r["scores"][1] > r["scores"][0]] for r in pairs]
         rejected = [r["prefix"] + r["completions"][r["scores"][1] <= r["scores"][0]] for r in pairs]
-        p_chosen = _positive_probs(pipe, chosen)
-        p_rejected = _positive_probs(pipe, rejected)
+        p_chosen = pipeline_rewards(pipe, chosen, kind="probability", batch_size=256).tolist()
+        p_rejected = pipeline_rewards(pipe, rejected, kind="probability", batch_size=256).tolist()
         margin = sum(p_chosen) / len(pairs) - sum(p_rejected) / len(pairs)
         samples = [p + cs[0] for p, cs in zip(test_prefixes[:6], sample_completions(
             policy, policy_tok, test_prefixes[:6], 1, 32, desc="samples"))]
-        p_samples = _positive_probs(pipe, [r["prefix"] + c for r in pref_test for c in r["completions"]])
+        p_samples = pipeline_rewards(pipe, [r["prefix"] + c for r in pref_test for c in r["completions"]],
+                                     kind="probability", batch_size=256).tolist()
         times["preferences"] = time.perf_counter() - t
     finally:
         torch.set_num_threads(threads)
@@ -385,7 +322,7 @@ def build_world(out_dir: str | Path | None = None, seed: int = 0, quick: bool = 
         "gates_passed": all(gates.values()) or quick,
     }
     (tmp / "README.md").write_text(f"# The tiny model world\n\n{GENERATED_NOTE}\n\nSee MANIFEST.json for sizes, "
-                                   "quality and checksums, and rlhf_helpers/world.py for how it is built.\n")
+                                   "quality and checksums, and rlhf_helpers/build_world.py for how it is built.\n")
     files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
     report["files"] = {str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}
     (tmp / "MANIFEST.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -394,12 +331,6 @@ def build_world(out_dir: str | Path | None = None, seed: int = 0, quick: bool = 
         tmp.rename(out)
     _print_report(report, out if report["gates_passed"] else tmp)
     return report
-
-
-@torch.no_grad()
-def _positive_probs(pipe, texts: list[str]) -> list[float]:
-    outputs = pipe(texts, top_k=None, batch_size=256, truncation=True)
-    return [next(d["score"] for d in o if d["label"] == "POSITIVE") for o in outputs]
 
 
 def _print_report(report: dict, where: Path) -> None:
