@@ -227,14 +227,11 @@ def _all_labels(reward_pipeline, texts: list[str], batch_size: int = 64) -> list
 
 
 def _positive(outputs: list[list[dict]]) -> list[float]:
-    """P(POSITIVE) from each text's labels, selected by label (the labels come sorted by score)."""
-    scores = []
-    for out in outputs:
-        found = [d["score"] for d in out if d["label"] == "POSITIVE"]
-        if len(found) != 1:
-            raise ValueError(f"Expected one POSITIVE label per text, got {[d['label'] for d in out]}.")
-        scores.append(float(found[0]))
-    return scores
+    """P(POSITIVE) from each text's labels, read by label (``rewards.scores_from_pipe_outputs``:
+    the one place the kit reads a sentiment pipeline's output)."""
+    from rlhf_helpers import rewards
+
+    return [float(x) for x in rewards.scores_from_pipe_outputs(outputs, "POSITIVE").tolist()] if outputs else []
 
 
 def positive_scores(reward_pipeline, texts: Sequence[str], batch_size: int = 64) -> list[float]:
