@@ -8,6 +8,8 @@
                   runtime code never imports it
 ``models``        ``load_policy``, ``load_reward_pipeline``, frozen copies
 ``data``          ``load_reviews``, ``load_preference_pairs``, raw records and their files
+``sequences``     the ground floor: padding, position ids, token and response
+                  log-probs, entropy, masked statistics
 ``sampling``      lab 1: temperature, top-k, top-p, repetition penalty, decoding
 ``rewards``       lab 2: pipeline outputs to rewards, lengths, queries, rollouts
 ``ppo``           lab 3: policy gradient, GAE, PPO losses and ``PPOTrainer``

@@ -70,6 +70,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rlhf_helpers.sequences import pad_token_id, position_ids_from_attention_mask
+
 __all__ = [
     "bradley_terry_probability",
     "implied_reward",
@@ -315,13 +317,6 @@ def _collate(prompts_ids: list[list[int]], completions_ids: list[list[int]], pad
     return PreferenceBatch(ids, attn, comp)
 
 
-def _pad_id(tokenizer) -> int:
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise ValueError("the tokenizer has neither a pad nor an EOS token.")
-    return int(pad)
-
-
 def tokenize_preference_pairs(tokenizer, prompts: Sequence[str], chosen: Sequence[str], rejected: Sequence[str],
                               *, add_eos: bool = True, max_length: int | None = None) -> PreferenceBatch:
     """Tokenise pairs exactly as ``trl.DPOTrainer`` (TRL 1.16, non-conversational data) does.
@@ -347,7 +342,7 @@ def tokenize_preference_pairs(tokenizer, prompts: Sequence[str], chosen: Sequenc
         p_ids.append(prompt_ids)
         c_ids.append(ci)
         r_ids.append(ri)
-    return _collate(p_ids + p_ids, c_ids + r_ids, _pad_id(tokenizer), max_length)
+    return _collate(p_ids + p_ids, c_ids + r_ids, pad_token_id(tokenizer), max_length)
 
 
 def completion_logps(model, batch: PreferenceBatch, logprob_fn: LogprobFn | None = None) -> torch.Tensor:
@@ -372,7 +367,7 @@ def completion_logps(model, batch: PreferenceBatch, logprob_fn: LogprobFn | None
     logprob_fn = sequence_logprobs if logprob_fn is None else logprob_fn
     device = next(model.parameters()).device
     batch = batch.to(device)
-    position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    position_ids = position_ids_from_attention_mask(batch.attention_mask)
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                    position_ids=position_ids, use_cache=False).logits    # (N, T, V)
     return logprob_fn(logits, batch.input_ids, batch.completion_mask)
@@ -399,7 +394,7 @@ def batch_logps(model, tokenizer, prompts: Sequence[str], completions: Sequence[
         prompt_ids, (ci,) = _encode(tokenizer, p, [c], add_eos)
         p_ids.append(prompt_ids)
         c_ids.append(ci)
-    batch = _collate(p_ids, c_ids, _pad_id(tokenizer), max_length)
+    batch = _collate(p_ids, c_ids, pad_token_id(tokenizer), max_length)
     return completion_logps(model, batch, logprob_fn)
 
 

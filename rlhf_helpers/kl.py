@@ -20,7 +20,7 @@ whose maximiser over all distributions has the closed form
 ``regularized_objective``   J of Eq. (1) for a distribution ``probs``
 ``estimator_summary``       bias and spread of the estimators on samples from p
 ``beta_explorer_state``     what the beta widget shows for one beta (pure logic)
-``response_logprobs``       log pi(y | x) of whole responses under a causal LM, batched
+``response_logprobs``       log pi(y | x) of whole responses (from :mod:`rlhf_helpers.sequences`)
 ``evaluate_reward_and_kl``  sample from a tuned policy; its mean reward and KL to the reference
 ==========================  ===========================================================
 
@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+from rlhf_helpers.sequences import pad_token_id, response_logprobs  # noqa: F401 (response_logprobs: re-exported)
 
 __all__ = [
     "SUM_TOLERANCE",
@@ -61,11 +63,10 @@ SUM_TOLERANCE = 1e-4
 """How far the entries of a probability vector may sum from 1."""
 
 CARRIES = {"check_distribution": ["kl_divergence"], "_check_beta": ["optimal_policy"],
-           "estimator_summary": ["expected_reward"], "evaluate_reward_and_kl": ["expected_reward"],
-           "response_logprobs": ["sequence_logprobs"]}
+           "estimator_summary": ["expected_reward"], "evaluate_reward_and_kl": ["expected_reward"]}
 """Helpers that do part of a graded function's work, stubbed with it while its lab is graded:
 the input checks graded by lab 4's error tests; a mean and standard error (lab 2's
-``expected_reward``); summed response log-probabilities (lab 5's ``sequence_logprobs``).
+``expected_reward``).
 None of them is used by the lab whose answer it carries."""
 
 
@@ -355,59 +356,6 @@ def _unwrap(model: Any) -> Any:
 
 
 @torch.no_grad()
-def response_logprobs(model: Any, query_tensors: Sequence[torch.Tensor], response_tensors: Sequence[torch.Tensor],
-                      pad_token_id: int, batch_size: int = 64) -> torch.Tensor:
-    """log pi(y | x) = sum_t log pi(y_t | x, y_<t) of each response under a causal LM.
-
-    The sequences are left-padded into batches with explicit position ids (a
-    plain forward pass on a left-padded batch needs them to match ``generate()``).
-
-    Args:
-        model: a causal LM (or a value-head wrapper with ``.pretrained_model``).
-        query_tensors: N one-dimensional ``torch.long`` tensors x.
-        response_tensors: N one-dimensional ``torch.long`` tensors y (at least one token each).
-        pad_token_id: the id used for padding (masked out).
-        batch_size: sequences per forward pass.
-
-    Returns:
-        Float32 tensor of shape ``(N,)`` on the CPU (summed over response tokens).
-    """
-    from rlhf_helpers.ppo import logprobs_from_logits, position_ids_from_attention_mask
-
-    lm = _unwrap(model)
-    if len(query_tensors) != len(response_tensors):
-        raise ValueError(f"got {len(query_tensors)} queries but {len(response_tensors)} responses.")
-    for name, seqs in (("query_tensors", query_tensors), ("response_tensors", response_tensors)):
-        for i, t in enumerate(seqs):
-            if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.numel() == 0:
-                raise ValueError(f"{name}[{i}] should be a non-empty 1-D tensor of token ids.")
-    device = next(lm.parameters()).device
-    was_training = lm.training
-    lm.eval()
-    out = []
-    try:
-        for start in range(0, len(query_tensors), batch_size):
-            qs = query_tensors[start:start + batch_size]
-            rs = response_tensors[start:start + batch_size]
-            seqs = [torch.cat([q.cpu().long(), r.cpu().long()]) for q, r in zip(qs, rs)]
-            L, R = max(s.numel() for s in seqs), max(r.numel() for r in rs)
-            ids = torch.full((len(seqs), L), int(pad_token_id), dtype=torch.long)  # (B, L), left-padded
-            attn = torch.zeros_like(ids)
-            mask = torch.zeros((len(seqs), R), dtype=torch.bool)  # (B, R): real response tokens
-            for i, (s, r) in enumerate(zip(seqs, rs)):
-                ids[i, L - s.numel():] = s
-                attn[i, L - s.numel():] = 1
-                mask[i, R - r.numel():] = True
-            ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
-            logits = lm(input_ids=ids, attention_mask=attn, position_ids=position_ids_from_attention_mask(attn),
-                        use_cache=False).logits[:, -R - 1:-1]  # (B, R, V): position t predicts token t + 1
-            lp = logprobs_from_logits(logits, ids[:, -R:]).float()  # (B, R)
-            out.append(torch.where(mask, lp, torch.zeros_like(lp)).sum(-1).cpu())
-    finally:
-        lm.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
-
-
 @torch.no_grad()
 def evaluate_reward_and_kl(model: Any, ref_model: Any, tokenizer: Any, query_tensors: list[torch.Tensor],
                            reward_fn, length_sampler, generation_kwargs: dict | None = None,
@@ -449,7 +397,7 @@ def evaluate_reward_and_kl(model: Any, ref_model: Any, tokenizer: Any, query_ten
     responses = [r["response_ids"] for r in rolls]
     texts = [r["query"] + r["response"] for r in rolls]
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32).cpu()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     logp = response_logprobs(lm, queries, responses, pad)
     ref_logp = response_logprobs(ref_model, queries, responses, pad)
     est = estimators(logp, ref_logp)

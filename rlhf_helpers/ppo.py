@@ -17,15 +17,16 @@ Building blocks (tensors in, tensors out; the graded functions of lab 3):
 ``policy_gradient_estimate(logits, actions, rewards)``  REINFORCE estimate of the gradient of E[r] for a categorical
                                                       policy, ``(K,)``
 ``sga_step(logits, actions, rewards, lr)``            one stochastic gradient *ascent* step on the logits
-``logprobs_from_logits(logits, labels)``              ``log softmax(logits)[labels]``: ``(B, T, V), (B, T) -> (B, T)``
-``entropy_from_logits(logits)``                       per-token entropy ``(B, T, V) -> (B, T)``
-``position_ids_from_attention_mask(mask)``            ``(mask.cumsum(-1) - 1).clamp(min=0)`` (left padding)
-``masked_mean(x, mask)`` / ``masked_whiten(x, mask)``  statistics over real tokens only
 ``kl_penalized_rewards(scores, logprobs, ref_logprobs, mask, beta)``  per-token rewards ``(B, T)``
 ``compute_gae(rewards, values, mask, gamma, lam)``    ``(advantages, returns)``, each ``(B, T)``
 ``ppo_policy_loss(logprobs, old_logprobs, advantages, mask, clip_range)``   clipped surrogate, scalar
 ``ppo_value_loss(values, old_values, returns, mask, clip_range_value)``     clipped value loss, scalar
 ===================================================  ===========================================================
+
+The token-level tools the trainer uses (``logprobs_from_logits``,
+``entropy_from_logits``, ``position_ids_from_attention_mask``, ``masked_mean``,
+``masked_whiten``, padding) live in :mod:`rlhf_helpers.sequences` and are
+re-exported here.
 
 Moving parts:
 
@@ -86,6 +87,8 @@ import torch.nn.functional as F
 
 from rlhf_helpers.models import frozen_copy
 from rlhf_helpers.rewards import LengthSampler, rollout
+from rlhf_helpers.sequences import (causal_lm_logprobs, entropy_from_logits, logprobs_from_logits, masked_mean,
+                                    masked_whiten, pad_left, pad_token_id, position_ids_from_attention_mask)
 
 __all__ = [
     "TRAINER_FUNCTIONS",
@@ -107,10 +110,9 @@ __all__ = [
     "ppo_value_loss",
 ]
 
-CARRIES = {"_last_token_index": ["kl_penalized_rewards"], "logprobs_from_logits": ["sequence_logprobs"]}
+CARRIES = {"_last_token_index": ["kl_penalized_rewards"]}
 """Helpers that do a graded function's work under another name: the grader hides them with it
-(``_last_token_index`` is the part of :func:`kl_penalized_rewards` that places the score;
-``logprobs_from_logits`` is the gather at the heart of lab 5's ``sequence_logprobs``)."""
+(``_last_token_index`` is the part of :func:`kl_penalized_rewards` that places the score)."""
 
 TRAINER_FUNCTIONS = ("kl_penalized_rewards", "compute_gae", "ppo_policy_loss", "ppo_value_loss")
 """The building blocks :meth:`PPOTrainer.step` calls; each can be replaced by a keyword argument
@@ -219,74 +221,6 @@ def _check_same_shape(ref_name: str, ref: torch.Tensor, **others: torch.Tensor) 
         if t.shape != ref.shape:
             raise ValueError(f"{name} has shape {tuple(t.shape)} but {ref_name} has {tuple(ref.shape)}; "
                              "they should match (one entry per response token).")
-
-
-def position_ids_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids for a (left-)padded batch: ``(mask.cumsum(-1) - 1).clamp(min=0)``.
-
-    Args:
-        attention_mask: ``(B, L)``, 1 on real tokens, 0 on padding.
-
-    Returns:
-        ``(B, L)`` ``torch.long``: 0, 1, 2, ... along each row's real tokens
-        (padding gets 0), the positions ``generate()`` uses.
-    """
-    _check_tensor(attention_mask, "attention_mask", 2)
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each label under ``softmax(logits)``.
-
-    Args:
-        logits: ``(..., V)`` unnormalised scores.
-        labels: ``(...)`` ``torch.long`` token ids in ``[0, V)``.
-
-    Returns:
-        ``(...)``: ``log_softmax(logits, -1)`` gathered at ``labels``, in float32
-        or the logits' dtype if wider.
-    """
-    _check_tensor(logits, "logits")
-    _check_tensor(labels, "labels")
-    if logits.shape[:-1] != labels.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} do not line up: "
-                         "expected logits of shape labels.shape + (vocab,).")
-    logp = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=-1)
-    return logp.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of ``softmax(logits)`` over the last dimension: ``(..., V) -> (...)``."""
-    _check_tensor(logits, "logits")
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``x`` over entries where ``mask`` is non-zero (padding may hold anything, even NaN).
-
-    ``dim=None`` averages over everything and returns a scalar.
-    """
-    m = mask.bool()
-    zeros = torch.zeros((), dtype=x.dtype, device=x.device)
-    total = torch.where(m, x, zeros)
-    if dim is None:
-        return total.sum() / m.sum().clamp(min=1)
-    return total.sum(dim) / m.sum(dim).clamp(min=1)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """``(x - mean) / std`` with mean and (unbiased) std over the masked entries; 0 on padding."""
-    m = mask.bool()
-    mean = masked_mean(x, m)
-    var = masked_mean((x - mean) ** 2, m)
-    n = m.sum()
-    if n > 1:
-        var = var * n / (n - 1)
-    out = (x - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        out = out + mean
-    return torch.where(m, out, torch.zeros_like(out))
 
 
 # ============================================================================ part A: policy gradient
@@ -583,15 +517,6 @@ class ValueHeadModel(torch.nn.Module):
 
 
 # ============================================================================ the trainer
-def _causal_lm_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        n_resp: int) -> torch.Tensor:
-    """Log-probs ``(B, n_resp)`` of the last ``n_resp`` tokens under a plain causal LM."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
-                position_ids=position_ids_from_attention_mask(attention_mask), use_cache=False)
-    logits = out.logits[:, -n_resp - 1:-1]
-    return logprobs_from_logits(logits, input_ids[:, -n_resp:])
-
-
 class PPOTrainer:
     """PPO for a causal LM against a frozen reference, in the spirit of TRL's classic ``PPOTrainer``.
 
@@ -640,10 +565,7 @@ class PPOTrainer:
             torch.manual_seed(config.seed)
         self.model = model if isinstance(model, ValueHeadModel) else ValueHeadModel(model)
         self.tokenizer = tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if pad is None:
-            raise ValueError("the tokenizer has no pad or eos token; set tokenizer.pad_token first.")
-        self.pad_token_id = int(pad)
+        self.pad_token_id = pad_token_id(tokenizer)
         if ref_model is None:
             ref_model = frozen_copy(self.model.pretrained_model)
         elif isinstance(ref_model, ValueHeadModel):
@@ -729,17 +651,9 @@ class PPOTrainer:
 
     def _pad_batch(self, query_tensors: Sequence[torch.Tensor], response_tensors: Sequence[torch.Tensor]):
         """Left-padded ``input_ids, attention_mask`` ``(B, L)`` and the response ``mask`` ``(B, R)``."""
-        seqs = [torch.cat([q.cpu(), r.cpu()]) for q, r in zip(query_tensors, response_tensors)]
-        L = max(s.numel() for s in seqs)
-        R = max(r.numel() for r in response_tensors)
-        B = len(seqs)
-        input_ids = torch.full((B, L), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((B, L), dtype=torch.long)
-        mask = torch.zeros((B, R), dtype=torch.long)
-        for i, (s, r) in enumerate(zip(seqs, response_tensors)):
-            input_ids[i, L - s.numel():] = s
-            attention_mask[i, L - s.numel():] = 1
-            mask[i, R - r.numel():] = 1
+        input_ids, attention_mask = pad_left([torch.cat([q.cpu(), r.cpu()]) for q, r in zip(query_tensors, response_tensors)],
+                                             self.pad_token_id)
+        _, mask = pad_left(response_tensors, 0)
         return input_ids.to(self.device), attention_mask.to(self.device), mask.to(self.device)
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, R: int):
@@ -797,7 +711,7 @@ class PPOTrainer:
                 old_logprobs.append(lp)
                 old_values.append(v)
                 ent.append(entropy_from_logits(logits))
-                ref_logprobs.append(_causal_lm_logprobs(self.ref_model, input_ids[idx], attention_mask[idx], R))
+                ref_logprobs.append(causal_lm_logprobs(self.ref_model, input_ids[idx], attention_mask[idx], R))
             old_logprobs, old_values = torch.cat(old_logprobs), torch.cat(old_values)
             ref_logprobs, entropy = torch.cat(ref_logprobs), torch.cat(ent)
 

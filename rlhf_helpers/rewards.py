@@ -306,16 +306,12 @@ def rollout(
     if not query_tensors:
         return []
     lengths = [int(length_sampler()) for _ in query_tensors]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise ValueError("the tokenizer has no pad or eos token; set tokenizer.pad_token first.")
+    from rlhf_helpers.sequences import pad_left, pad_token_id
+
+    pad_id = pad_token_id(tokenizer)
     device = next(model.parameters()).device
-    width = max(q.numel() for q in query_tensors)
-    input_ids = torch.full((len(query_tensors), width), pad_id, dtype=torch.long)  # (N, T), left-padded
-    attention_mask = torch.zeros_like(input_ids)
-    for i, q in enumerate(query_tensors):
-        input_ids[i, width - q.numel():] = q.cpu()
-        attention_mask[i, width - q.numel():] = 1
+    input_ids, attention_mask = pad_left(query_tensors, pad_id)  # (N, T), left-padded
+    width = input_ids.shape[1]
     kwargs = {"pad_token_id": pad_id, **generation_kwargs, "max_new_tokens": max(lengths)}
     was_training = model.training
     model.eval()

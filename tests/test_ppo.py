@@ -361,6 +361,7 @@ def test_lab3_box_hides_every_copy_of_the_graded_logic():
     assert set(replaced) == graded | {"_last_token_index"}
     tree = ast.parse(text)
     defined = {s.name for s in tree.body if isinstance(s, (ast.FunctionDef, ast.ClassDef))}
+    defined |= {a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names}
     assert {"PPOTrainer", "ValueHeadModel", "masked_mean", "masked_whiten", "logprobs_from_logits",
             "position_ids_from_attention_mask"} <= defined
     assert "reversed(range" not in text and "torch.clamp(ratio" not in text
@@ -440,3 +441,24 @@ def test_plot_training_curves():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_the_ground_floor_pads_left_and_scores_responses_like_one_by_one(policy):
+    """rlhf_helpers.sequences: left padding with position ids gives each response the log-prob it
+    has alone (the one place the kit writes this), and the pad id falls back to EOS."""
+    from types import SimpleNamespace
+
+    from rlhf_helpers.sequences import pad_left, pad_token_id, response_logprobs
+
+    ids, mask = pad_left([torch.tensor([5, 6, 7]), torch.tensor([8])], 0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert pad_token_id(SimpleNamespace(pad_token_id=None, eos_token_id=3)) == 3
+    with pytest.raises(ValueError, match="pad_token"):
+        pad_token_id(SimpleNamespace(pad_token_id=None, eos_token_id=None))
+    model, tok = policy
+    queries = [torch.tensor(tok.encode("the film")), torch.tensor(tok.encode("i saw this movie at the"))]
+    responses = [torch.tensor(tok.encode(" was great")), torch.tensor(tok.encode(" cinema"))]
+    batched = response_logprobs(model, queries, responses, tok.pad_token_id)
+    for q, r, got in zip(queries, responses, batched):
+        alone = response_logprobs(model, [q], [r], tok.pad_token_id)[0]
+        assert abs(float(got) - float(alone)) < 1e-4
