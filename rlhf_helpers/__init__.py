@@ -20,7 +20,8 @@
 ``plots``         the labs' figures
 ``checks``        the checks test cells are made of (type, shape, value, hint)
 ``observations``  ``observe``/``attempt``: what a test sees of the learner's code
-``cli``           the ``rlhf-course`` command
+``cli``           the ``build-world`` and ``info`` subcommands of ``rlhf-course``
+``_args``         the argument checks every module shares (one error and message per mistake)
 ================  ============================================================
 
 Each lab module also holds the kit's own version of that lab's graded

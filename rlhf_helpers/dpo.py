@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import random
 import tempfile
 import warnings
@@ -70,6 +69,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rlhf_helpers import _args
 from rlhf_helpers.sequences import pad_token_id, position_ids_from_attention_mask
 
 __all__ = [
@@ -97,31 +97,6 @@ LogprobFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- input checks
-def _check_float(x: Any, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} should be a torch.Tensor, got {type(x).__name__}.")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} should have a floating-point dtype, got {x.dtype} (convert with .float()).")
-    return x
-
-
-def _check_same_shape(tensors: Mapping[str, torch.Tensor]) -> None:
-    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    if len(set(shapes.values())) > 1:
-        said = ", ".join(f"{n} {s}" for n, s in shapes.items())
-        raise ValueError(f"expected tensors of the same shape, got {said}.")
-
-
-def _check_beta(beta: Any) -> float:
-    if isinstance(beta, torch.Tensor) and beta.numel() == 1:
-        beta = beta.item()
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise TypeError(f"beta should be a Python float, got {type(beta).__name__}.")
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta should be a finite number > 0, got {beta}.")
-    return float(beta)
-
-
 # ----------------------------------------------------------------------------- graded functions (reference)
 def bradley_terry_probability(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor) -> torch.Tensor:
     """p(chosen preferred to rejected) = sigma(r_chosen - r_rejected), elementwise (Eq. 3).
@@ -138,8 +113,8 @@ def bradley_terry_probability(reward_chosen: torch.Tensor, reward_rejected: torc
     Returns:
         Probabilities of the broadcast shape of the inputs, in [0, 1].
     """
-    _check_float(reward_chosen, "reward_chosen")
-    _check_float(reward_rejected, "reward_rejected")
+    _args.tensor(reward_chosen, "reward_chosen", floating=True)
+    _args.tensor(reward_rejected, "reward_rejected", floating=True)
     return torch.sigmoid(reward_chosen - reward_rejected)
 
 
@@ -157,10 +132,10 @@ def implied_reward(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: fl
     Returns:
         Shape ``S``, dtype of ``policy_logps``.
     """
-    beta = _check_beta(beta)
-    _check_float(policy_logps, "policy_logps")
-    _check_float(ref_logps, "ref_logps")
-    _check_same_shape({"policy_logps": policy_logps, "ref_logps": ref_logps})
+    beta = _args.positive_number(beta, "beta")
+    _args.tensor(policy_logps, "policy_logps", floating=True)
+    _args.tensor(ref_logps, "ref_logps", floating=True)
+    _args.same_shape(policy_logps=policy_logps, ref_logps=ref_logps)
     return beta * (policy_logps - ref_logps)
 
 
@@ -185,7 +160,7 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, loss_mask: tor
     Raises:
         TypeError / ValueError: wrong types or shapes, a mask that is not 0/1.
     """
-    _check_float(logits, "logits")
+    _args.tensor(logits, "logits", floating=True)
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
         raise TypeError(f"labels should be an integer torch.Tensor of token ids, got "
                         f"{getattr(labels, 'dtype', type(labels).__name__)}.")
@@ -228,12 +203,12 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
         ``(losses, chosen_rewards, rejected_rewards)``, each ``(B,)``; the
         losses carry gradients, the rewards beta (log pi - log pi_ref) are detached.
     """
-    beta = _check_beta(beta)
+    beta = _args.positive_number(beta, "beta")
     named = {"policy_chosen_logps": policy_chosen_logps, "policy_rejected_logps": policy_rejected_logps,
              "ref_chosen_logps": ref_chosen_logps, "ref_rejected_logps": ref_rejected_logps}
     for name, t in named.items():
-        _check_float(t, name)
-    _check_same_shape(named)
+        _args.tensor(t, name, floating=True)
+    _args.same_shape(**named)
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
     losses = -F.logsigmoid(beta * (chosen_logratios - rejected_logratios))
@@ -243,8 +218,8 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
 def dpo_gradient_weight(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
     """sigma(r_l - r_w): how strongly Eq. (5) pushes each pair (1 when the implied
     rewards order it badly, 0 when they order it well by a wide margin)."""
-    _check_float(chosen_rewards, "chosen_rewards")
-    _check_float(rejected_rewards, "rejected_rewards")
+    _args.tensor(chosen_rewards, "chosen_rewards", floating=True)
+    _args.tensor(rejected_rewards, "rejected_rewards", floating=True)
     return torch.sigmoid(rejected_rewards - chosen_rewards)
 
 
@@ -279,12 +254,6 @@ def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
-
-
-def _check_texts(texts: Any, name: str) -> list[str]:
-    if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
-        raise TypeError(f"{name} should be a list of strings, got {type(texts).__name__}.")
-    return list(texts)
 
 
 def _encode(tokenizer, prompt: str, completions: Sequence[str], add_eos: bool) -> tuple[list[int], list[list[int]]]:
@@ -331,7 +300,7 @@ def tokenize_preference_pairs(tokenizer, prompts: Sequence[str], chosen: Sequenc
     Returns:
         A :class:`PreferenceBatch` of ``2B`` rows: chosen rows, then rejected rows.
     """
-    prompts, chosen, rejected = (_check_texts(t, n) for t, n in
+    prompts, chosen, rejected = (_args.texts(t, n) for t, n in
                                  ((prompts, "prompts"), (chosen, "chosen"), (rejected, "rejected")))
     if not (len(prompts) == len(chosen) == len(rejected)) or not prompts:
         raise ValueError(f"prompts, chosen and rejected should be non-empty lists of one length, got "
@@ -385,7 +354,7 @@ def batch_logps(model, tokenizer, prompts: Sequence[str], completions: Sequence[
     Returns:
         ``(B,)`` float32 on the model's device.
     """
-    prompts, completions = _check_texts(prompts, "prompts"), _check_texts(completions, "completions")
+    prompts, completions = _args.texts(prompts, "prompts"), _args.texts(completions, "completions")
     if len(prompts) != len(completions) or not prompts:
         raise ValueError(f"prompts and completions should be non-empty lists of one length, got "
                          f"{len(prompts)} and {len(completions)}.")
@@ -506,7 +475,7 @@ def _trl_dpo_loss(model, ref_model, tokenizer, pairs: Any, beta: float) -> TRLLo
 
     from rlhf_helpers.config import get_device
 
-    beta = _check_beta(beta)
+    beta = _args.positive_number(beta, "beta")
     prompts, chosen, rejected = _as_pairs(pairs)
     if not prompts:
         raise ValueError("pairs is empty.")
@@ -560,8 +529,8 @@ def sample_bt_preferences(ref_probs: torch.Tensor, rewards: torch.Tensor, num_pa
         ``(winners, losers)``: int64 indices, each ``(N,)``. A response drawn
         twice gives a tie pair (winner = loser), which carries no gradient.
     """
-    _check_float(ref_probs, "ref_probs")
-    _check_float(rewards, "rewards")
+    _args.tensor(ref_probs, "ref_probs", floating=True)
+    _args.tensor(rewards, "rewards", floating=True)
     if ref_probs.dim() != 1 or rewards.shape != ref_probs.shape:
         raise ValueError(f"ref_probs and rewards should both have shape (K,), got {tuple(ref_probs.shape)} "
                          f"and {tuple(rewards.shape)}.")

@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 
+from rlhf_helpers import _args
 from rlhf_helpers.config import get_device
 
 __all__ = [
@@ -215,12 +216,6 @@ def make_dpo_config(output_dir: str, **overrides):
 
 
 # ----------------------------------------------------------------------------- scoring
-def _check_texts(texts: Any, name: str) -> list[str]:
-    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-        raise ValueError(f"{name} must be a list of strings, got {type(texts).__name__}.")
-    return list(texts)
-
-
 def _all_labels(reward_pipeline, texts: list[str], batch_size: int = 64) -> list[list[dict]]:
     """The pipeline's output with every label (``top_k=None``), one list of ``{label, score}`` per text."""
     return list(reward_pipeline(texts, top_k=None, batch_size=batch_size, truncation=True)) if texts else []
@@ -240,7 +235,7 @@ def positive_scores(reward_pipeline, texts: Sequence[str], batch_size: int = 64)
     The pipeline returns each text's labels sorted by score, so the POSITIVE
     entry is looked up by its label, never by position.
     """
-    texts = _check_texts(texts, "texts")
+    texts = _args.texts(texts, "texts")
     return _positive(_all_labels(reward_pipeline, texts, batch_size))
 
 
@@ -264,7 +259,7 @@ def reward_win_rate(reward_pipeline, texts_a: list[str], texts_b: list[str]) -> 
     Raises:
         ValueError: lists of different lengths, or empty lists.
     """
-    texts_a, texts_b = _check_texts(texts_a, "texts_a"), _check_texts(texts_b, "texts_b")
+    texts_a, texts_b = _args.texts(texts_a, "texts_a"), _args.texts(texts_b, "texts_b")
     if len(texts_a) != len(texts_b):
         raise ValueError(f"texts_a and texts_b must pair up, got {len(texts_a)} and {len(texts_b)} texts.")
     if not texts_a:
@@ -552,7 +547,7 @@ def compare_generations(ref_model, tuned_model, tokenizer, reward_pipeline, prom
             gets a pipeline that answers ``top_k=None`` calls on these texts from
             the scores already computed, so no text is scored twice.
     """
-    prompts = _check_texts(prompts, "prompts")
+    prompts = _args.texts(prompts, "prompts")
     if not prompts:
         raise ValueError("compare_generations needs at least one prompt.")
     if tokenizer.padding_side != "left":

@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from rlhf_helpers import _args
 from rlhf_helpers.sequences import pad_token_id, response_logprobs  # noqa: F401 (response_logprobs: re-exported)
 
 __all__ = [
@@ -62,20 +63,18 @@ __all__ = [
 SUM_TOLERANCE = 1e-4
 """How far the entries of a probability vector may sum from 1."""
 
-CARRIES = {"check_distribution": ["kl_divergence"], "_check_beta": ["optimal_policy"],
+CARRIES = {"check_distribution": ["kl_divergence"],
            "estimator_summary": ["expected_reward"], "evaluate_reward_and_kl": ["expected_reward"]}
 """Helpers that do part of a graded function's work, stubbed with it while its lab is graded:
-the input checks graded by lab 4's error tests; a mean and standard error (lab 2's
+the distribution checks graded by lab 4's error tests; a mean and standard error (lab 2's
 ``expected_reward``).
 None of them is used by the lab whose answer it carries."""
 
 
 # ----------------------------------------------------------------------------- input checks
 def _check_tensor(x: Any, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} should be a torch.Tensor, got {type(x).__name__}.")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} should have a floating-point dtype, got {x.dtype} (convert with .float()).")
+    """A floating-point tensor whose last dimension (the outcomes) is not empty."""
+    _args.tensor(x, name, floating=True)
     if x.dim() == 0:
         raise ValueError(f"{name} should have at least one dimension (the vocabulary is the last one), got a scalar.")
     if x.shape[-1] == 0:
@@ -113,23 +112,6 @@ def check_distribution(p: Any, name: str = "p", atol: float = SUM_TOLERANCE) -> 
     return p
 
 
-def _check_beta(beta: Any, allow_zero: bool = False) -> float:
-    if isinstance(beta, torch.Tensor) and beta.numel() == 1:
-        beta = beta.item()
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise TypeError(f"beta should be a number, got {type(beta).__name__}.")
-    beta = float(beta)
-    if math.isnan(beta) or beta < 0 or (beta == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"beta should be {bound}, got {beta!r}.")
-    return beta
-
-
-def _check_same_shape(a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"{na} and {nb} should have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
-
-
 # ----------------------------------------------------------------------------- graded (reference versions)
 def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) = sum_i p_i (log p_i - log q_i) along the last dimension.
@@ -150,7 +132,7 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """
     check_distribution(p, "p")
     check_distribution(q, "q")
-    _check_same_shape(p, q, "p", "q")
+    _args.same_shape(p=p, q=q)
     # xlogy(0, .) = 0 and xlogy(x > 0, 0) = -inf, which is exactly the convention above.
     terms = torch.xlogy(p, p) - torch.xlogy(p, q)  # (..., V)
     return terms.sum(-1)
@@ -178,7 +160,7 @@ def kl_estimators(logp: torch.Tensor, logq: torch.Tensor) -> dict[str, torch.Ten
             raise TypeError(f"{name} should be a torch.Tensor, got {type(x).__name__}.")
         if not x.is_floating_point():
             raise TypeError(f"{name} should have a floating-point dtype, got {x.dtype}.")
-    _check_same_shape(logp, logq, "logp", "logq")
+    _args.same_shape(logp=logp, logq=logq)
     log_r = logq - logp
     return {
         "k1": -log_r,
@@ -207,10 +189,10 @@ def optimal_policy(ref_probs: torch.Tensor, rewards: torch.Tensor, beta: float) 
         ValueError: beta <= 0, ``ref_probs`` not a distribution, non-finite rewards or
             a shape mismatch.
     """
-    beta = _check_beta(beta)
+    beta = _args.positive_number(beta, "beta", allow_inf=True)
     check_distribution(ref_probs, "ref_probs")
     _check_tensor(rewards, "rewards")
-    _check_same_shape(ref_probs, rewards, "ref_probs", "rewards")
+    _args.same_shape(ref_probs=ref_probs, rewards=rewards)
     if not torch.isfinite(rewards).all():
         raise ValueError("rewards should be finite.")
     logits = torch.log(ref_probs.double()) + rewards.double() / beta  # float64: r / beta may be huge
@@ -231,10 +213,10 @@ def regularized_objective(probs: torch.Tensor, ref_probs: torch.Tensor, rewards:
         Shape ``(...)``, dtype of ``probs``; ``-inf`` where ``probs`` puts mass
         where ``ref_probs`` has none (and beta > 0).
     """
-    beta = _check_beta(beta, allow_zero=True)
+    beta = _args.positive_number(beta, "beta", allow_zero=True, allow_inf=True)
     kl = kl_divergence(probs, ref_probs)
     _check_tensor(rewards, "rewards")
-    _check_same_shape(probs, rewards, "probs", "rewards")
+    _args.same_shape(probs=probs, rewards=rewards)
     expected = (probs * rewards).sum(-1)
     if beta == 0:
         return expected
@@ -267,7 +249,7 @@ def estimator_summary(p: torch.Tensor, q: torch.Tensor, num_samples: int,
     _check_tensor(q, "q")
     if p.dim() != 1:
         raise ValueError(f"p should be one distribution (1-D), got shape {tuple(p.shape)}.")
-    _check_same_shape(p, q, "p", "q")
+    _args.same_shape(p=p, q=q)
     if not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples should be an int >= 2, got {num_samples!r}.")
     exact = float(kl_fn(p, q))  # first: the KL function checks that p and q are distributions

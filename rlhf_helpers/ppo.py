@@ -85,6 +85,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rlhf_helpers import _args
 from rlhf_helpers.models import frozen_copy
 from rlhf_helpers.rewards import LengthSampler, rollout
 from rlhf_helpers.sequences import (causal_lm_logprobs, entropy_from_logits, logprobs_from_logits, masked_mean,
@@ -208,21 +209,6 @@ class PPOConfig:
 
 
 # ============================================================================ small tensor helpers
-def _check_tensor(x: Any, name: str, dim: int | None = None) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} should be a torch.Tensor, got {type(x).__name__}.")
-    if dim is not None and x.dim() != dim:
-        raise ValueError(f"{name} should have {dim} dimension(s), got shape {tuple(x.shape)}.")
-
-
-def _check_same_shape(ref_name: str, ref: torch.Tensor, **others: torch.Tensor) -> None:
-    for name, t in others.items():
-        _check_tensor(t, name)
-        if t.shape != ref.shape:
-            raise ValueError(f"{name} has shape {tuple(t.shape)} but {ref_name} has {tuple(ref.shape)}; "
-                             "they should match (one entry per response token).")
-
-
 # ============================================================================ part A: policy gradient
 def policy_gradient_estimate(logits: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
     r"""REINFORCE estimate of :math:`\nabla_\theta J` for a categorical policy :math:`\pi = \mathrm{softmax}(\theta)`.
@@ -241,9 +227,9 @@ def policy_gradient_estimate(logits: torch.Tensor, actions: torch.Tensor, reward
     Returns:
         ``(K,)``, the logits' dtype.
     """
-    _check_tensor(logits, "logits", 1)
-    _check_tensor(actions, "actions", 1)
-    _check_tensor(rewards, "rewards", 1)
+    _args.tensor(logits, "logits", dim=1)
+    _args.tensor(actions, "actions", dim=1)
+    _args.tensor(rewards, "rewards", dim=1)
     if actions.shape != rewards.shape:
         raise ValueError(f"actions {tuple(actions.shape)} and rewards {tuple(rewards.shape)} should both be (N,).")
     if actions.numel() == 0:
@@ -289,9 +275,11 @@ def kl_penalized_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logpr
     Returns:
         ``(B, T)`` in ``logprobs``' dtype, 0 wherever ``mask`` is 0.
     """
-    _check_tensor(logprobs, "logprobs", 2)
-    _check_same_shape("logprobs", logprobs, ref_logprobs=ref_logprobs, mask=mask)
-    _check_tensor(scores, "scores", 1)
+    _args.tensor(logprobs, "logprobs", dim=2)
+    _args.tensor(ref_logprobs, "ref_logprobs")
+    _args.tensor(mask, "mask")
+    _args.same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask)
+    _args.tensor(scores, "scores", dim=1)
     if scores.shape[0] != logprobs.shape[0]:
         raise ValueError(f"scores has {scores.shape[0]} entries but logprobs has {logprobs.shape[0]} rows.")
     m = mask.bool()
@@ -327,8 +315,10 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
         ``(advantages, returns)``, each ``(B, T)`` in ``values``' dtype, 0 where
         ``mask`` is 0. Both are detached (they are targets, not graph nodes).
     """
-    _check_tensor(rewards, "rewards", 2)
-    _check_same_shape("rewards", rewards, values=values, mask=mask)
+    _args.tensor(rewards, "rewards", dim=2)
+    _args.tensor(values, "values")
+    _args.tensor(mask, "mask")
+    _args.same_shape(rewards=rewards, values=values, mask=mask)
     rewards, values = rewards.detach(), values.detach()
     m = mask.bool()
     B, T = rewards.shape
@@ -367,8 +357,11 @@ def ppo_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantag
     Returns:
         A scalar tensor.
     """
-    _check_tensor(logprobs, "logprobs", 2)
-    _check_same_shape("logprobs", logprobs, old_logprobs=old_logprobs, advantages=advantages, mask=mask)
+    _args.tensor(logprobs, "logprobs", dim=2)
+    _args.tensor(old_logprobs, "old_logprobs")
+    _args.tensor(advantages, "advantages")
+    _args.tensor(mask, "mask")
+    _args.same_shape(logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages, mask=mask)
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
@@ -395,8 +388,11 @@ def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torc
     Returns:
         A scalar tensor.
     """
-    _check_tensor(values, "values", 2)
-    _check_same_shape("values", values, old_values=old_values, returns=returns, mask=mask)
+    _args.tensor(values, "values", dim=2)
+    _args.tensor(old_values, "old_values")
+    _args.tensor(returns, "returns")
+    _args.tensor(mask, "mask")
+    _args.same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
     clipped = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
     loss = torch.max((values - returns) ** 2, (clipped - returns) ** 2)
     return 0.5 * masked_mean(loss, mask)
@@ -493,7 +489,7 @@ class ValueHeadModel(torch.nn.Module):
         ``position_ids`` default to :func:`position_ids_from_attention_mask`
         (right for left-padded batches) when an attention mask is given.
         """
-        _check_tensor(input_ids, "input_ids", 2)
+        _args.tensor(input_ids, "input_ids", dim=2)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if position_ids is None:

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+from rlhf_helpers import _args
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -55,34 +57,16 @@ __all__ = [
 ]
 
 
+GREEDY_HINT = "For greedy decoding use do_sample=False (temperature -> 0 is its limit)."
+
 CARRIES = {"generate_ids": ["generate_text"], "sequence_logprob": ["sequence_logprobs"]}
 """Helpers that do a graded function's work under another name: the grader hides them with it."""
 
 
 # ----------------------------------------------------------------------------- input checks
-def _check_logits(logits: Any, name: str = "logits") -> None:
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{name} should be a torch.Tensor of shape (V,) or (B, V), got {type(logits).__name__}")
-    if logits.dim() not in (1, 2):
-        raise ValueError(f"{name} should have shape (V,) or (B, V), got shape {tuple(logits.shape)}")
-    if not logits.is_floating_point():
-        raise TypeError(f"{name} should be a floating-point tensor, got dtype {logits.dtype}")
-
-
 def _as_2d(logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """``(V,) -> (1, V)``; the flag says whether to squeeze back."""
     return (logits.unsqueeze(0), True) if logits.dim() == 1 else (logits, False)
-
-
-def _check_temperature(temperature: Any) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature should be a positive number, got {type(temperature).__name__}")
-    if not temperature > 0:
-        raise ValueError(
-            f"temperature must be > 0, got {temperature}. For greedy decoding use do_sample=False "
-            "(temperature -> 0 is its limit)."
-        )
-    return float(temperature)
 
 
 # ----------------------------------------------------------------------------- the graded functions' references
@@ -99,8 +83,8 @@ def softmax_with_temperature(logits: torch.Tensor, temperature: float = 1.0) -> 
     Raises:
         ValueError: ``temperature <= 0``.
     """
-    _check_logits(logits)
-    t = _check_temperature(temperature)
+    _args.tensor(logits, "logits", dim=(1, 2), floating=True)
+    t = _args.positive_number(temperature, "temperature", hint=GREEDY_HINT)
     x, squeeze = _as_2d(logits)
     probs = torch.softmax(TemperatureLogitsWarper(t)(None, x), dim=-1)
     return probs.squeeze(0) if squeeze else probs
@@ -119,7 +103,7 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     Returns:
         A new tensor, same shape and dtype.
     """
-    _check_logits(logits)
+    _args.tensor(logits, "logits", dim=(1, 2), floating=True)
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"k must be a non-negative int (0 keeps all tokens), got {k!r}")
     if k == 0 or k >= logits.shape[-1]:
@@ -143,7 +127,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     Returns:
         A new tensor, same shape and dtype, dropped tokens at ``-inf``.
     """
-    _check_logits(logits)
+    _args.tensor(logits, "logits", dim=(1, 2), floating=True)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a number in [0, 1], got {p!r}")
     x, squeeze = _as_2d(logits)
@@ -164,7 +148,7 @@ def apply_repetition_penalty(logits: torch.Tensor, input_ids: torch.Tensor, pena
         input_ids: ``(T,)`` or ``(B, T)`` long tensor, the tokens so far.
         penalty: :math:`\\theta > 0`.
     """
-    _check_logits(logits)
+    _args.tensor(logits, "logits", dim=(1, 2), floating=True)
     if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.long, torch.int32, torch.int64):
         raise TypeError("input_ids should be an integer torch.Tensor of shape (T,) or (B, T)")
     if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not penalty > 0:
@@ -236,7 +220,7 @@ def build_logits_processors(
         procs.append(MinNewTokensLengthLogitsProcessor(prompt_length, int(min_new_tokens), eos_token_id))
     procs.extend(extra)
     if do_sample:
-        t = _check_temperature(temperature)
+        t = _args.positive_number(temperature, "temperature", hint=GREEDY_HINT)
         if t != 1.0:
             procs.append(TemperatureLogitsWarper(t))
         if top_k:

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from rlhf_helpers import _args
+
 __all__ = [
     "pad_token_id",
     "pad_left",
@@ -46,13 +48,6 @@ CARRIES = {"logprobs_from_logits": ["sequence_logprobs"], "causal_lm_logprobs": 
            "response_logprobs": ["sequence_logprobs"]}
 """Helpers that do a graded function's work under another name, hidden with it while its lab is
 graded: the gather, and the shift-and-sum, of lab 5's ``sequence_logprobs`` (lab 5 uses none of them)."""
-
-
-def _check_tensor(x: Any, name: str, dim: int | None = None) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} should be a torch.Tensor, got {type(x).__name__}.")
-    if dim is not None and x.dim() != dim:
-        raise ValueError(f"{name} should have {dim} dimension(s), got shape {tuple(x.shape)}.")
 
 
 def pad_token_id(tokenizer: Any) -> int:
@@ -82,7 +77,7 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tens
         ``(B, L)`` ``torch.long``: 0, 1, 2, ... along each row's real tokens
         (padding gets 0), the positions ``generate()`` uses.
     """
-    _check_tensor(attention_mask, "attention_mask", 2)
+    _args.tensor(attention_mask, "attention_mask", dim=2)
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
@@ -97,8 +92,8 @@ def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
         ``(...)``: ``log_softmax(logits, -1)`` gathered at ``labels``, in float32
         or the logits' dtype if wider.
     """
-    _check_tensor(logits, "logits")
-    _check_tensor(labels, "labels")
+    _args.tensor(logits, "logits")
+    _args.tensor(labels, "labels")
     if logits.shape[:-1] != labels.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} do not line up: "
                          "expected logits of shape labels.shape + (vocab,).")
@@ -159,7 +154,7 @@ def response_logprobs(model: Any, query_tensors: Sequence[torch.Tensor], respons
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of ``softmax(logits)`` over the last dimension: ``(..., V) -> (...)``."""
-    _check_tensor(logits, "logits")
+    _args.tensor(logits, "logits")
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(-1)
 

@@ -458,7 +458,8 @@ def test_the_ground_floor_pads_left_and_scores_responses_like_one_by_one(policy)
     model, tok = policy
     queries = [torch.tensor(tok.encode("the film")), torch.tensor(tok.encode("i saw this movie at the"))]
     responses = [torch.tensor(tok.encode(" was great")), torch.tensor(tok.encode(" cinema"))]
-    batched = response_logprobs(model, queries, responses, tok.pad_token_id)
-    for q, r, got in zip(queries, responses, batched):
-        alone = response_logprobs(model, [q], [r], tok.pad_token_id)[0]
+    with torch.no_grad():
+        batched = response_logprobs(model, queries, responses, tok.pad_token_id)
+        alone = [response_logprobs(model, [q], [r], tok.pad_token_id)[0] for q, r in zip(queries, responses)]
+    for got, alone in zip(batched, alone):
         assert abs(float(got) - float(alone)) < 1e-4
