@@ -69,8 +69,9 @@ def equivalents(source_nb) -> dict[str, list[str]]:
 
 def test_sources(source_nb) -> dict[str, str]:
     """grade_id -> source of every auto-graded test cell (hidden tests included)."""
-    return {c.metadata.nbgrader["grade_id"]: c.source for c in source_nb.cells
-            if c.cell_type == "code" and nbutils.is_grade(c) and not nbutils.is_solution(c)}
+    from .course import is_test_cell
+
+    return {c.metadata.nbgrader["grade_id"]: c.source for c in source_nb.cells if is_test_cell(c)}
 
 
 def _carries(tree: ast.Module) -> dict[str, list[str]]:

@@ -43,7 +43,7 @@ from . import answer_key as AK
 from . import course as C
 from . import similarity
 from .sandbox import INSTALL_HINT, SandboxUnavailable, bwrap_path, probe, write_kernelspec
-from .worker import (RESULT_PREFIX, Record, Settings, Task, cell_kinds, forget, html_text,  # noqa: F401 (re-exports)
+from .worker import (RESULT_PREFIX, Record, Settings, Task, cell_kinds, forget,  # noqa: F401 (Settings: re-exported)
                      kit_package)
 
 WORKER_MARGIN_S = 180

@@ -35,7 +35,7 @@ from rlhf_helpers.observations import MIME
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, SaveAutoGrades
 
 from . import judge as J
-from .course import ANSI, leaks
+from .course import ANSI, is_test_cell, leaks
 from .worker import Settings
 
 _LIMITS = Settings()  # the one home of the limits' defaults
@@ -103,8 +103,7 @@ class SandboxExecute(Execute):
     # -- observe inside, judge outside ----------------------------------------------
     def _test_id(self, cell) -> str | None:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        is_test = cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
-        return gid if is_test and gid in self.tests else None
+        return gid if is_test_cell(cell) and gid in self.tests else None
 
     def _run(self, cell, index: int, store_history: bool):
         """Execute ``cell``; a test cell runs only its observation program, and its
@@ -298,8 +297,7 @@ class HideHiddenTests(NbGraderPreprocessor):
 
     def preprocess_cell(self, cell, resources, index):
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        is_test = cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
-        if is_test and (self.hidden.get(gid) or self.begin in cell.source):
+        if is_test_cell(cell) and (self.hidden.get(gid) or self.begin in cell.source):
             cell.source = self._strip_source(cell.source)
             kept = []
             for out in cell.get("outputs", []):

@@ -64,7 +64,8 @@ class SandboxConfig:
     work_dir: str = field(metadata={"help": "the submission's scratch copy, mounted read-write as the working directory"})
     ipc_dir: str = field(metadata={"help": "folder with the connection file and ZeroMQ sockets, bound at the same path"})
     log_path: str = field(default="", metadata={"help": "file for the kernel's own stdout/stderr; outside every bound folder"})
-    memory_mb: int = field(default=4096, metadata={"help": "address-space cap of the kernel, MiB"})
+    memory_mb: int | None = field(default=None, metadata={
+        "help": "address-space cap of the kernel, MiB (the grader passes Settings.memory_mb); None: no cap"})
     file_size_mb: int = field(default=512, metadata={"help": "largest file the kernel may write, MiB"})
     tmpfs_mb: int = field(default=512, metadata={"help": "size of each in-memory scratch (/tmp, $HOME), MiB"})
     threads: int = field(default=1, metadata={"help": "OMP/MKL threads per kernel (cores / parallel jobs)"})
@@ -221,8 +222,9 @@ def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
 
 def set_limits(cfg: SandboxConfig) -> None:
     """Resource limits inherited by the sandboxed kernel and everything it starts."""
-    mem = cfg.memory_mb * 2**20
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    if cfg.memory_mb is not None:
+        mem = cfg.memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     fsize = cfg.file_size_mb * 2**20
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

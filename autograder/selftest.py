@@ -35,8 +35,9 @@ from nbgrader.preprocessors import ClearSolutions
 
 
 def _is_test(cell) -> bool:
-    meta = cell.metadata.get("nbgrader", {})
-    return cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
+    from .course import is_test_cell
+
+    return is_test_cell(cell)
 
 
 def _execute(nb, cwd: Path, allow_errors: bool, timeout: int) -> float:

@@ -195,7 +195,7 @@ def test_gradebook_agrees_and_written_answers_wait_for_the_instructor(graded):
 
 
 def test_feedback_never_shows_hidden_tests(graded):
-    from autograder.grading import html_text
+    from autograder.worker import html_text
 
     source = nbformat.read(graded / "course" / "source" / LAB / f"{LAB}.ipynb", as_version=4)
     released = nbformat.read(graded / "course" / "release" / LAB / f"{LAB}.ipynb", as_version=4)
