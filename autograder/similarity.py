@@ -120,12 +120,17 @@ def compare_lab(lab: str, notebooks: dict[str, Path], source_nb, released_nb, pa
         detector = CopyDetector(test_dirs=[str(subs)], ref_dirs=[str(subs), str(refs)], boilerplate_dirs=[str(given)],
                                 extensions=["py"], noise_t=NOISE_T, guarantee_t=GUARANTEE_T, display_t=REPORT_AT,
                                 autoopen=False, silent=True, out_file=str(html_out))
+        # copydetect lists files through a set, so its order (and which way round a pair is compared,
+        # which moves the figures a little) changes between runs: compare in name order, always.
+        detector.test_files, detector.ref_files = sorted(detector.test_files), sorted(detector.ref_files)
         with _quiet():
             detector.run()
         pairs = []
         for test_sim, ref_sim, test_f, ref_f, _hl1, _hl2, tokens in detector.get_copied_code_list():
-            pairs.append(Pair(lab, Path(test_f).stem, Path(ref_f).stem, round(float(test_sim), 3),
-                              round(float(ref_sim), 3), int(tokens)))
+            a, b, sim_a, sim_b = Path(test_f).stem, Path(ref_f).stem, round(float(test_sim), 3), round(float(ref_sim), 3)
+            if b not in (SOLUTIONS, KIT) and b < a:  # copydetect's direction follows file order: name order instead
+                a, b, sim_a, sim_b = b, a, sim_b, sim_a
+            pairs.append(Pair(lab, a, b, sim_a, sim_b, int(tokens)))
         if pairs:
             with _quiet():
                 detector.generate_html_report()
