@@ -78,17 +78,34 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade a class; exit 1 when any submission could not be graded."""
-    from .grading import grade_class
+    from .grading import grade_class, parse_shard
 
     out = Path(args.out)
     if args.restart and out.exists():
-        for name in ("course", "results", "feedback", "grades.csv", "logs"):
+        for name in ("course", "results", "feedback", "grades.csv", "logs", "shard.json"):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    records = grade_class(Path(args.submissions), out, _solutions(args), _settings(args, args.jobs))
+    shard = parse_shard(args.shard) if args.shard else None
+    records = grade_class(Path(args.submissions), out, _solutions(args), _settings(args, args.jobs), shard=shard)
+    if shard:
+        print(f"shard {shard[0]}/{shard[1]}: {len(records)} submission(s); when every shard is graded, "
+              f"gather them with `rlhf-course merge {args.submissions} --out MERGED_DIR SHARD_DIR...`")
+    return _summary(records, out)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Merge the --out folders of a sharded class into one; exit 1 when any submission has no result."""
+    from .grading import merge_shards
+
+    out = Path(args.out)
+    records = merge_shards(Path(args.submissions), [Path(p) for p in args.shards], out, _solutions(args))
+    return _summary(records, out, written_in="each shard's course folder (SHARD_DIR/course)")
+
+
+def _summary(records, out: Path, written_in: str | None = None) -> int:
     errors = [r for r in records if not r.graded]
     print(f"graded {len(records) - len(errors)} of {len(records)} submissions; "
           f"wrote {out / 'grades.csv'}, {out / 'feedback'}/ and {out / 'similarity.csv'}")
@@ -96,7 +113,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if flagged:
         print(f"{len(flagged)} submission(s) flagged for a look (column `flags`; side by side in {out / 'similarity'}/)")
     if any(r.pending_max for r in records):
-        print(f"written answers are pending: grade them with `nbgrader formgrader` in {out / 'course'}")
+        print(f"written answers are pending: grade them with `nbgrader formgrader` in {written_in or out / 'course'}")
     for r in errors:
         print(f"ERROR {r.student_id}/{r.lab_id}: {'; '.join(r.notes)}", file=sys.stderr)
     return 1 if errors else 0
@@ -182,8 +199,19 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="where grades.csv, feedback/ and the nbgrader course go")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded at once (default 1)")
     p.add_argument("--restart", action="store_true", help="forget earlier results in OUT_DIR and grade everything again")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="grade only shard K (0 to N-1) of N, by a stable hash of student and lab; "
+                        "gather the shards with `rlhf-course merge`")
     _add_limits(p)
     p.set_defaults(func=_friendly(cmd_grade))
+
+    p = subparsers.add_parser("merge", help="gather the --out folders of a class graded in shards into one")
+    p.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="the class's folder, as given to every shard")
+    p.add_argument("shards", nargs="+", metavar="SHARD_DIR", help="the --out folder of each shard, 0 to N-1")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="where the merged grades.csv, feedback/ and "
+                                                                   "similarity report go")
+    p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
+    p.set_defaults(func=_friendly(cmd_merge))
 
     p = subparsers.add_parser("check", help="check your notebook as the grader would, hidden tests included")
     p.add_argument("notebook", metavar="NOTEBOOK", help="your lab notebook, e.g. labs/lab1_sampling/lab1_sampling.ipynb")

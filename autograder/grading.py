@@ -21,14 +21,23 @@ A re-run with the same ``--out`` skips submissions whose result is already
 there for the same notebook, source and settings, and re-grades the rest from
 scratch (their old gradebook entries are removed first), so a run that was
 killed resumes without stale scores.
+
+A class too big for one machine is graded in shards (``--shard K/N``: the
+submissions whose stable hash of student and lab is K modulo N, each shard on
+its own machine and ``--out``), then ``merge_shards`` (``rlhf-course merge``)
+gathers the shards' results and feedback into one ``--out`` and compares the
+whole class for copying: the merged ``grades.csv`` and ``similarity.csv`` are
+those of grading the class in one run.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +70,23 @@ class Submission:
     lab: str
     notebook: Path
     digest: str
+
+
+def shard_of(student: str, lab: str, n: int) -> int:
+    """The shard (0 to n - 1) that grades this student's lab: a stable hash, the same on every machine."""
+    return int.from_bytes(hashlib.sha256(f"{student}/{lab}".encode()).digest()[:8], "big") % n
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N`` (K counts from 0, like a Kubernetes
+    Indexed Job's ``JOB_COMPLETION_INDEX`` or a Slurm array task id ``--array=0-(N-1)``)."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard should be K/N, e.g. 0/4 (shards 0 to 3 of 4), got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"--shard {text}: K must be 0 to N - 1 and N at least 1")
+    return k, n
 
 
 def discover(submissions: Path) -> list[Submission]:
@@ -159,14 +185,18 @@ def prepare_course(out: Path, solutions: Path, labs: list[str]) -> Path:
 
 
 def grade_class(submissions: Path, out: Path, solutions: Path, settings: Settings,
-                progress=print) -> list[Record]:
-    """Grade every submission under ``submissions`` into ``out``; returns the result records."""
+                progress=print, shard: tuple[int, int] | None = None) -> list[Record]:
+    """Grade every submission under ``submissions`` (or one ``shard=(K, N)`` of them) into ``out``;
+    returns the result records."""
     if settings.sandbox and bwrap_path() is None:
         raise SandboxUnavailable(INSTALL_HINT)
     if settings.sandbox and (why := probe()):
         raise SandboxUnavailable(why)
     out.mkdir(parents=True, exist_ok=True)
     subs = discover(submissions)
+    if shard is not None:
+        _claim_shard(out, submissions, shard)
+        subs = [s for s in subs if shard_of(s.student, s.lab, shard[1]) == shard[0]]
     share = out / ".jupyter"
     write_kernelspec(share)
     env = dict(os.environ)
@@ -197,6 +227,13 @@ def _grade_class(subs, out, solutions, settings, progress, workers) -> list[Reco
     tasks = [Task(i, s.student, s.lab, str(s.notebook), str(course), str(out), settings, s.digest, source_digest[s.lab])
              for i, s in enumerate(todo)]
     results.update(_run_tasks(tasks, workers, course, settings.budget + WORKER_MARGIN_S, progress))
+    return _report(out, course, subs, known, results)
+
+
+def _report(out: Path, course: Path, subs: list[Submission], known: set[str],
+            results: dict[tuple[str, str], Record]) -> list[Record]:
+    """Compare the class for copying, then write ``grades.csv``: the records in submission order."""
+    labs = sorted({s.lab for s in subs if s.lab in known})
     ordered = [results[(s.student, s.lab)] for s in subs]
     notebooks: dict[str, dict[str, Path]] = {}
     for s in subs:
@@ -209,6 +246,103 @@ def _grade_class(subs, out, solutions, settings, progress, workers) -> list[Reco
     return ordered
 
 
+# =========================================================================== shards
+
+SHARD_FILE = "shard.json"
+
+
+def _claim_shard(out: Path, submissions: Path, shard: tuple[int, int]) -> None:
+    """Mark ``out`` as shard K of N of this class; refuse an ``out`` that holds another shard."""
+    path = out / SHARD_FILE
+    claim = {"shard": shard[0], "of": shard[1], "submissions": str(submissions.resolve())}
+    if path.exists():
+        old = json.loads(path.read_text())
+        if (old.get("shard"), old.get("of")) != shard:
+            raise ValueError(f"{out} holds shard {old.get('shard')}/{old.get('of')} of a class; "
+                             f"grade shard {shard[0]}/{shard[1]} into its own --out folder")
+    elif (out / "results").exists():
+        raise ValueError(f"{out} holds a whole class's results; grade a shard into its own --out folder")
+    C.json_dump(path, claim)
+
+
+def merge_shards(submissions: Path, shard_outs: list[Path], out: Path, solutions: Path) -> list[Record]:
+    """Gather the results of every shard of a class into ``out`` and report on the whole class.
+
+    ``shard_outs`` are the ``--out`` folders of ``grade --shard K/N`` for K = 0 to N - 1 (any order).
+    A submission with no result in its shard (not graded yet, or changed since) gets
+    ``status=error`` with the reason, never a score from elsewhere.
+    """
+    claims = {}
+    for folder in shard_outs:
+        path = folder / SHARD_FILE
+        if not path.is_file():
+            raise ValueError(f"{folder} is not the --out folder of `rlhf-course grade --shard K/N`")
+        claim = json.loads(path.read_text())
+        if claim["shard"] in claims:
+            raise ValueError(f"shard {claim['shard']} is given twice ({claims[claim['shard']][0]} and {folder})")
+        claims[claim["shard"]] = (folder, claim)
+    sizes = {c["of"] for _, c in claims.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"the folders are shards of different splits (N = {sorted(sizes)})")
+    n = sizes.pop()
+    missing = sorted(set(range(n)) - set(claims))
+    if missing:
+        raise ValueError(f"shards {missing} of {n} are missing: merge needs every shard's --out folder")
+    courses = [claims[k][0] / "course" for k in range(n)]
+    sources = [json.loads((c / "sources.json").read_text()) if (c / "sources.json").exists() else {} for c in courses]
+    for k, src in enumerate(sources):
+        clash = [lab for lab in src if any(lab in other and other[lab] != src[lab] for other in sources)]
+        if clash:
+            raise ValueError(f"shard {k} graded {clash} from another version of the source than the other shards")
+    merged = {lab: digest for src in sources for lab, digest in src.items()}
+
+    out.mkdir(parents=True, exist_ok=True)
+    course = _merged_course(out, courses, merged)
+    subs = discover(submissions)
+    known = set(C.find_labs(solutions))
+    ungraded = sorted({s.lab for s in subs if s.lab in known} - set(merged))
+    if ungraded:
+        raise ValueError(f"no shard graded {ungraded}: were the shards graded from this submissions folder?")
+    results: dict[tuple[str, str], Record] = {}
+    for s in subs:
+        folder = claims[shard_of(s.student, s.lab, n)][0]
+        results[(s.student, s.lab)] = _shard_record(s, folder, merged, known)
+        if results[(s.student, s.lab)].graded:
+            for src in (folder / "results" / s.student / f"{s.lab}.json", folder / "feedback" / s.student / f"{s.lab}.html"):
+                dst = out / src.relative_to(folder)
+                if src.is_file():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+    return _report(out, course, subs, known, results)
+
+
+def _merged_course(out: Path, courses: list[Path], sources: dict[str, str]) -> Path:
+    """``out/course`` with the source and release of every lab graded in any shard (for the reports)."""
+    course = out / "course"
+    for lab in sources:
+        for kind in ("source", "release"):
+            src = next((c / kind / lab for c in courses if (c / kind / lab).is_dir()), None)
+            if src is not None:
+                shutil.copytree(src, course / kind / lab, dirs_exist_ok=True)
+    course.mkdir(parents=True, exist_ok=True)
+    C.json_dump(course / "sources.json", sources)
+    return course
+
+
+def _shard_record(s: Submission, folder: Path, sources: dict[str, str], known: set[str]) -> Record:
+    """The record shard ``folder`` holds for submission ``s``, or a failed record saying why not."""
+    if s.lab not in known:
+        return _unknown_lab(s, known)
+    path = folder / "results" / s.student / f"{s.lab}.json"
+    if not path.exists():
+        return Record.failed(s.student, s.lab, f"no result in its shard ({folder}): grade that shard (again)")
+    record = Record.load(path)
+    if record.submission_sha256 != s.digest or record.source_sha256 != sources.get(s.lab):
+        return Record.failed(s.student, s.lab, f"the submission changed since its shard ({folder}) graded it: "
+                                               "grade that shard again")
+    return record
+
+
 def _resume(subs, out: Path, known: set[str], source_digest: dict, settings: Settings):
     """Records kept from an earlier run of this exact submission, source and settings, and what
     is left to grade (every other earlier result is deleted: never a stale score)."""
@@ -216,9 +350,7 @@ def _resume(subs, out: Path, known: set[str], source_digest: dict, settings: Set
     todo = []
     for s in subs:
         if s.lab not in known:
-            results[(s.student, s.lab)] = Record.failed(
-                s.student, s.lab, f"unknown lab {s.lab!r} (labs: {', '.join(sorted(known)) or 'none'}): "
-                                  "is the folder named after the lab?")
+            results[(s.student, s.lab)] = _unknown_lab(s, known)
             continue
         path = out / "results" / s.student / f"{s.lab}.json"
         if path.exists():
@@ -230,6 +362,11 @@ def _resume(subs, out: Path, known: set[str], source_digest: dict, settings: Set
             path.unlink()  # never keep a result that is not for this exact submission
         todo.append(s)
     return results, todo
+
+
+def _unknown_lab(s: Submission, known: set[str]) -> Record:
+    return Record.failed(s.student, s.lab, f"unknown lab {s.lab!r} (labs: {', '.join(sorted(known)) or 'none'}): "
+                                           "is the folder named after the lab?")
 
 
 def _run_tasks(tasks: list[Task], workers: list[_Worker], course: Path, hard_limit: float,
