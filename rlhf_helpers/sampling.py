@@ -52,6 +52,7 @@ __all__ = [
     "next_token_distribution",
     "NextTokenDistribution",
     "sequence_logprob",
+    "beam_search",
     "encode_prompt",
     "sample_completions",
 ]
@@ -145,8 +146,13 @@ def apply_repetition_penalty(logits: torch.Tensor, input_ids: torch.Tensor, pena
 
     Args:
         logits: ``(V,)`` or ``(B, V)``.
-        input_ids: ``(T,)`` or ``(B, T)`` long tensor, the tokens so far.
+        input_ids: long tensor of the tokens so far: ``(T,)`` with ``(V,)`` logits, or
+            ``(B, T)`` with ``(B, V)`` logits, row ``b`` penalising row ``b``. Any other
+            pairing (one logits vector with ids of B > 1 rows) is a ``ValueError``.
         penalty: :math:`\\theta > 0`.
+
+    Returns:
+        A new tensor, same shape and dtype as ``logits``.
     """
     _args.tensor(logits, "logits", dim=(1, 2), floating=True)
     if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.long, torch.int32, torch.int64):
@@ -165,9 +171,11 @@ class TokenBiasProcessor(LogitsProcessor):
     """Add a fixed bias to chosen tokens' logits at chosen generation steps.
 
     The step is the number of tokens generated so far,
-    ``input_ids.shape[-1] - prompt_length`` (0 for the first new token). A bias of
-    ``+inf`` forces a token (if no other is ``+inf``), ``-inf`` bans it; a few
-    units nudge it. Works inside ``model.generate(logits_processor=LogitsProcessorList([...]))``.
+    ``input_ids.shape[-1] - prompt_length`` (0 for the first new token). A large
+    finite bias (``100.0``) forces a token, ``-inf`` bans it, a few units nudge it.
+    ``+inf`` does not force: the softmax of a row holding ``+inf`` is NaN, so sampling
+    fails (greedy would cope). Works inside
+    ``model.generate(logits_processor=LogitsProcessorList([...]))``.
 
     Args:
         token_bias: ``{token_id: bias}``.
@@ -381,6 +389,45 @@ def sequence_logprob(model, prompt_ids: torch.Tensor, new_ids: torch.Tensor) -> 
     logp = torch.log_softmax(model(input_ids=ids).logits[:, :-1, :].float(), dim=-1)  # (1, T+N-1, V)
     token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)[:, p.shape[-1] - 1 :]  # (1, N)
     return float(token_logp.sum())
+
+
+@torch.no_grad()
+def beam_search(model, input_ids: torch.Tensor, num_beams: int, max_new_tokens: int,
+                eos_token_id: int | None = None) -> tuple[torch.Tensor, float]:
+    """Beam search for the most probable response of exactly ``max_new_tokens`` tokens.
+
+    Keeps the ``num_beams`` partial responses with the highest total log-probability
+    :math:`\sum_t \log \pi(y_t \mid x, y_{<t})` (``log_softmax`` of the raw last-position
+    logits, over the whole vocabulary); at each step every beam is extended by every token
+    and the best ``num_beams`` of all those candidates are kept. ``eos_token_id`` (if given)
+    is never chosen: its log-probability is set to ``-inf`` after the ``log_softmax``, as
+    ``generate(min_new_tokens=max_new_tokens)`` does, so all responses have the same length.
+    The result equals ``model.generate(input_ids, num_beams=num_beams, do_sample=False,
+    max_new_tokens=n, min_new_tokens=n)``.
+
+    Args:
+        input_ids: ``(1, T)`` long tensor of prompt ids, on the model's device.
+        num_beams: ``>= 1`` (1 is greedy decoding).
+        max_new_tokens: ``>= 1``.
+
+    Returns:
+        ``(new_ids, score)``: the best response's ``(max_new_tokens,)`` long tensor (on the
+        device of ``input_ids``) and its total log-probability as a Python float.
+    """
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+        raise ValueError(f"input_ids should have shape (1, T), got {tuple(input_ids.shape)}")
+    prompt_length = input_ids.shape[-1]
+    beams, scores = input_ids, torch.zeros(1, device=input_ids.device)      # (b, T), (b,)
+    for _ in range(max_new_tokens):
+        logp = torch.log_softmax(model(input_ids=beams).logits[:, -1, :].float(), dim=-1)  # (b, V)
+        if eos_token_id is not None:
+            logp[:, eos_token_id] = float("-inf")
+        total = (scores[:, None] + logp).flatten()                         # (b * V,)
+        best = torch.topk(total, min(num_beams, total.numel()))
+        vocab = logp.shape[-1]
+        beams = torch.cat([beams[best.indices // vocab], (best.indices % vocab)[:, None]], dim=-1)
+        scores = best.values
+    return beams[0, prompt_length:], float(scores[0])
 
 
 @torch.no_grad()

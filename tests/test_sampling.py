@@ -278,3 +278,44 @@ def test_sequence_logprob_matches_a_step_by_step_sum(policy):
         ids = torch.cat([ids, t.view(1, 1)], dim=-1)
     assert S.sequence_logprob(model, enc["input_ids"], new) == pytest.approx(manual, abs=1e-4)
     assert S.sequence_logprob(model, enc["input_ids"], new[:0]) == 0.0
+
+
+# ----------------------------------------------------------------------------- beam search
+@pytest.mark.parametrize("num_beams,n", [(1, 10), (2, 8), (4, 12), (8, 6)])
+def test_beam_search_equals_generate_with_fixed_length(policy, num_beams, n):
+    model, tok = policy
+    for prompt in ["i", "the acting was", "what a"]:
+        ids = tok(prompt, return_tensors="pt")["input_ids"]
+        ref = model.generate(ids, attention_mask=torch.ones_like(ids), num_beams=num_beams, do_sample=False,
+                             max_new_tokens=n, min_new_tokens=n, pad_token_id=tok.pad_token_id)[0, ids.shape[-1]:]
+        new, score = S.beam_search(model, ids, num_beams, n, tok.eos_token_id)
+        assert torch.equal(new, ref), (prompt, num_beams, n)
+        assert isinstance(score, float) and score == pytest.approx(S.sequence_logprob(model, ids, new), abs=1e-3)
+
+
+def test_beam_search_with_enough_beams_is_exhaustive(gen):
+    import itertools
+    from types import SimpleNamespace
+
+    table = 2.0 * torch.randn(4, 4, generator=gen)
+
+    class Bigram(torch.nn.Module):
+        def forward(self, input_ids, **kwargs):
+            return SimpleNamespace(logits=table[input_ids])
+
+    logp = torch.log_softmax(table, dim=-1)
+    best = max(itertools.product(range(4), repeat=3),
+               key=lambda q: sum(logp[([0] + list(q))[i], q[i]] for i in range(3)))
+    new, _ = S.beam_search(Bigram(), torch.tensor([[0]]), 4 ** 2, 3)
+    assert new.tolist() == list(best)
+
+
+def test_a_large_finite_bias_forces_a_word_when_sampling(policy):
+    model, tok = policy
+    enc = tok("the acting was", return_tensors="pt")
+    plen = enc["input_ids"].shape[-1]
+    superb = tok.encode(" superb")[0]
+    torch.manual_seed(0)
+    out = model.generate(**enc, do_sample=True, top_k=0, max_new_tokens=5, logits_processor=LogitsProcessorList(
+        [S.TokenBiasProcessor({superb: 100.0}, steps=[0], prompt_length=plen)]))
+    assert out[0, plen].item() == superb
