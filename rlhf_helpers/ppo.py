@@ -4,9 +4,8 @@ TRL removed ``PPOTrainer``, ``PPOConfig`` and the value-head model (moved to
 ``trl.experimental`` in 2025, deleted in 2026), so every PPO tutorial pinned to
 old TRL is broken. This module is the kit's own PPO, written to be read: one
 function per equation, one class per moving part. Lab 3 builds each piece by
-hand and trains the tiny policy with its own pieces (:class:`PPOTrainer` takes
-them as arguments); lab 4 uses the trainer, with the pieces here, for a beta
-sweep.
+hand, writes the PPO step itself (:func:`ppo_step`) and trains the tiny policy
+with it; lab 4 uses the trainer, with the pieces here, for a beta sweep.
 
 Public API
 ==========
@@ -21,7 +20,14 @@ Building blocks (tensors in, tensors out; the graded functions of lab 3):
 ``compute_gae(rewards, values, mask, gamma, lam)``    ``(advantages, returns)``, each ``(B, T)``
 ``ppo_policy_loss(logprobs, old_logprobs, advantages, mask, clip_range)``   clipped surrogate, scalar
 ``ppo_value_loss(values, old_values, returns, mask, clip_range_value)``     clipped value loss, scalar
+``ppo_step(policy, ref_model, tokenizer, reward_fn, queries, optimizer, config, length_sampler,
+generation_kwargs, generator)``                       one PPO iteration: sample, score, update; ``(stats, batch)``
 ===================================================  ===========================================================
+
+:func:`ppo_step` is :func:`rlhf_helpers.rewards.rollout`, decoding, the reward
+function and :func:`ppo_update` (the update half, on rollouts already scored),
+which :meth:`PPOTrainer.step` also calls. :func:`pad_rollouts` lays a batch of
+rollouts out as described below.
 
 The token-level tools the trainer uses (``logprobs_from_logits``,
 ``entropy_from_logits``, ``position_ids_from_attention_mask``, ``masked_mean``,
@@ -46,8 +52,8 @@ Moving parts:
       stats = trainer.step(queries, responses, scores)       # one PPO update; a dict of floats
       history = trainer.train(40, query_fn, reward_fn, generation_kwargs)   # the whole loop, with tqdm
 
-Data layout inside :meth:`PPOTrainer.step`
-==========================================
+Data layout inside :func:`ppo_update`
+====================================
 Each query + response is one sequence; the batch is LEFT-padded, so every
 response ends at the last column. Per-token tensors (log-probs, values,
 rewards, advantages) have shape ``(B, R)`` with ``R`` the longest response:
@@ -109,11 +115,16 @@ __all__ = [
     "compute_gae",
     "ppo_policy_loss",
     "ppo_value_loss",
+    "pad_rollouts",
+    "ppo_update",
+    "ppo_step",
 ]
 
-CARRIES = {"_last_token_index": ["kl_penalized_rewards"]}
+CARRIES = {"_last_token_index": ["kl_penalized_rewards"], "_policy_forward": ["ppo_step"], "ppo_update": ["ppo_step"]}
 """Helpers that do a graded function's work under another name: the grader hides them with it
-(``_last_token_index`` is the part of :func:`kl_penalized_rewards` that places the score)."""
+(``_last_token_index`` is the part of :func:`kl_penalized_rewards` that places the score;
+:func:`ppo_update` and its forward pass are the update half of lab 3's :func:`ppo_step`, so
+:meth:`PPOTrainer.step`, which calls it, raises while lab 3 is graded; lab 4 keeps the trainer)."""
 
 TRAINER_FUNCTIONS = ("kl_penalized_rewards", "compute_gae", "ppo_policy_loss", "ppo_value_loss")
 """The building blocks :meth:`PPOTrainer.step` calls; each can be replaced by a keyword argument
@@ -512,6 +523,201 @@ class ValueHeadModel(torch.nn.Module):
         torch.save(self.v_head.state_dict(), Path(directory) / "value_head.pt")
 
 
+# ============================================================================ one PPO step
+def _check_rollouts(query_tensors: Sequence[torch.Tensor], response_tensors: Sequence[torch.Tensor],
+                    scores: Any) -> torch.Tensor:
+    """Validate a batch of rollouts; the scores as a float32 ``(N,)`` tensor."""
+    if not isinstance(query_tensors, (list, tuple)) or not isinstance(response_tensors, (list, tuple)):
+        raise TypeError("query_tensors and response_tensors should be lists of 1-D torch.long tensors.")
+    if len(query_tensors) != len(response_tensors):
+        raise ValueError(f"got {len(query_tensors)} queries but {len(response_tensors)} responses.")
+    if len(query_tensors) == 0:
+        raise ValueError("a PPO step needs at least one rollout.")
+    for name, seqs in (("query_tensors", query_tensors), ("response_tensors", response_tensors)):
+        for i, t in enumerate(seqs):
+            if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.numel() == 0 or t.dtype != torch.long:
+                desc = type(t).__name__ if not isinstance(t, torch.Tensor) else f"tensor {t.dtype} {tuple(t.shape)}"
+                raise ValueError(f"{name}[{i}] should be a non-empty 1-D torch.long tensor, got {desc}.")
+    if isinstance(scores, (list, tuple)):
+        scores = torch.stack([s.reshape(()) if isinstance(s, torch.Tensor) else torch.tensor(float(s))
+                              for s in scores])
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scores should be a tensor of shape (N,), got {type(scores).__name__}.")
+    scores = scores.detach().float().reshape(-1)
+    if scores.numel() != len(query_tensors):
+        raise ValueError(f"got {scores.numel()} scores for {len(query_tensors)} rollouts.")
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("scores contain NaN or infinity.")
+    return scores
+
+
+def pad_rollouts(query_tensors: Sequence[torch.Tensor], response_tensors: Sequence[torch.Tensor],
+                 pad_token_id: int, device: torch.device | str | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One left-padded batch of query + response sequences, and where the responses are.
+
+    Args:
+        query_tensors: N one-dimensional ``torch.long`` tensors.
+        response_tensors: N one-dimensional ``torch.long`` tensors (at least one token each;
+            a response that ended keeps its end-of-text token, which counts as a response token).
+        pad_token_id: the id used for padding (masked out).
+        device: where to put the results (default: the CPU).
+
+    Returns:
+        ``(input_ids, attention_mask, mask)``, all ``torch.long``: ``input_ids`` and
+        ``attention_mask`` ``(N, L)``, each row ``query + response`` padded on the LEFT (so
+        every response ends at the last column); ``mask`` ``(N, R)``, ``R`` the longest
+        response, 1 on the response tokens, which are the last ``R`` columns of ``input_ids``
+        (a shorter response leaves query tokens or padding there, with ``mask`` 0).
+    """
+    input_ids, attention_mask = pad_left([torch.cat([q.cpu(), r.cpu()]) for q, r in zip(query_tensors, response_tensors)],
+                                         pad_token_id)
+    _, mask = pad_left(response_tensors, 0)
+    return input_ids.to(device or "cpu"), attention_mask.to(device or "cpu"), mask.to(device or "cpu")
+
+
+def _policy_forward(policy: ValueHeadModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, R: int):
+    """Per-token log-probs and values ``(B, R)`` and logits ``(B, R, V)`` of the last R tokens."""
+    logits, values = policy(input_ids, attention_mask)
+    logits = logits[:, -R - 1:-1]  # position t predicts token t + 1
+    logprobs = logprobs_from_logits(logits, input_ids[:, -R:])
+    return logprobs, values[:, -R - 1:-1], logits
+
+
+def ppo_update(policy: ValueHeadModel, ref_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               config: PPOConfig, query_tensors: Sequence[torch.Tensor], response_tensors: Sequence[torch.Tensor],
+               scores: torch.Tensor | Sequence[float], pad_token_id: int, *, beta: float | None = None,
+               generator: torch.Generator | None = None,
+               functions: dict[str, Callable[..., Any] | None] | None = None) -> dict[str, float]:
+    """The update half of one PPO step, on rollouts already sampled and scored.
+
+    1. Rollout pass (no gradient): per-token log-probs and values of the
+       policy, log-probs of the reference (:func:`pad_rollouts` layout).
+    2. Rewards :func:`kl_penalized_rewards` with ``beta`` (default
+       ``config.kl_coef``), then :func:`compute_gae` (advantages whitened over
+       real tokens with :func:`masked_whiten` if ``config.whiten_advantages``).
+    3. ``config.ppo_epochs`` passes; in each, ``perm = torch.randperm(N,
+       generator=generator)`` and one minibatch per ``perm.split(config.mini_batch_size)``:
+       loss = :func:`ppo_policy_loss` + ``vf_coef`` * :func:`ppo_value_loss`,
+       ``optimizer.zero_grad()``, backward, ``clip_grad_norm_`` to
+       ``config.max_grad_norm`` (unless ``None``), ``optimizer.step()``.
+
+    The policy is in eval mode (no dropout) throughout. ``functions`` maps the
+    names of :data:`TRAINER_FUNCTIONS` to replacements (``None`` or absent: this
+    module's own, looked up now). Returns the stats dict described in
+    :meth:`PPOTrainer.step` (without ``time_optimise``).
+    """
+    cfg = config
+    given = functions or {}
+
+    def function(name: str) -> Callable[..., Any]:
+        fn = given.get(name)
+        return fn if fn is not None else globals()[name]
+
+    device = policy.device
+    scores = _check_rollouts(query_tensors, response_tensors, scores).to(device)
+    beta = cfg.kl_coef if beta is None else float(beta)
+    B = len(query_tensors)
+    input_ids, attention_mask, mask = pad_rollouts(query_tensors, response_tensors, pad_token_id, device)
+    R = mask.shape[1]
+    policy.eval()  # no dropout: rollout and update log-probs agree
+
+    # 1. rollout pass
+    with torch.no_grad():
+        old_logprobs, old_values, ent, ref_logprobs = [], [], [], []
+        for idx in torch.arange(B).split(cfg.mini_batch_size):
+            lp, v, logits = _policy_forward(policy, input_ids[idx], attention_mask[idx], R)
+            old_logprobs.append(lp)
+            old_values.append(v)
+            ent.append(entropy_from_logits(logits))
+            ref_logprobs.append(causal_lm_logprobs(ref_model, input_ids[idx], attention_mask[idx], R))
+        old_logprobs, old_values = torch.cat(old_logprobs), torch.cat(old_values)
+        ref_logprobs, entropy = torch.cat(ref_logprobs), torch.cat(ent)
+
+        # 2. rewards and advantages
+        rewards = function("kl_penalized_rewards")(scores, old_logprobs, ref_logprobs, mask, beta)
+        advantages, returns = function("compute_gae")(rewards, old_values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+        kl_per_seq = ((old_logprobs - ref_logprobs) * mask).sum(-1)  # (B,)
+
+    # 3. optimisation
+    policy_loss_fn, value_loss_fn = function("ppo_policy_loss"), function("ppo_value_loss")
+    acc: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "loss", "clip_fraction",
+                                                     "value_clip_fraction", "approx_kl")}
+    params = [p for p in policy.parameters() if p.requires_grad]
+    for _ in range(cfg.ppo_epochs):
+        perm = torch.randperm(B, generator=generator)
+        for idx in perm.split(cfg.mini_batch_size):
+            idx = idx.to(device)
+            m = mask[idx]
+            logprobs, values, _ = _policy_forward(policy, input_ids[idx], attention_mask[idx], R)
+            pg_loss = policy_loss_fn(logprobs, old_logprobs[idx], advantages[idx], m, cfg.cliprange)
+            vf_loss = value_loss_fn(values, old_values[idx], returns[idx], m, cfg.cliprange_value)
+            loss = pg_loss + cfg.vf_coef * vf_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                log_ratio = logprobs - old_logprobs[idx]
+                ratio = log_ratio.exp()
+                acc["policy_loss"].append(pg_loss.item())
+                acc["value_loss"].append(vf_loss.item())
+                acc["loss"].append(loss.item())
+                acc["clip_fraction"].append(masked_mean(((ratio - 1).abs() > cfg.cliprange).float(), m).item())
+                acc["value_clip_fraction"].append(
+                    masked_mean(((values - old_values[idx]).abs() > cfg.cliprange_value).float(), m).item())
+                acc["approx_kl"].append(masked_mean(0.5 * log_ratio ** 2, m).item())
+
+    return {
+        "reward_mean": scores.mean().item(),
+        "reward_std": scores.std().item() if B > 1 else 0.0,
+        "kl": kl_per_seq.mean().item(),
+        "kl_coef": beta,
+        "non_score_reward": (-beta * kl_per_seq).mean().item(),
+        "entropy": masked_mean(entropy, mask).item(),
+        **{k: sum(v) / len(v) for k, v in acc.items()},
+        "advantage_mean": masked_mean(advantages, mask).item(),
+        "return_mean": masked_mean(returns, mask).item(),
+        "value_mean": masked_mean(old_values, mask).item(),
+        "response_length": mask.sum(-1).float().mean().item(),
+    }
+
+
+def ppo_step(policy: ValueHeadModel, ref_model: torch.nn.Module, tokenizer: Any,
+             reward_fn: Callable[[list[str]], torch.Tensor], query_tensors: list[torch.Tensor],
+             optimizer: torch.optim.Optimizer, config: PPOConfig, length_sampler: Any,
+             generation_kwargs: dict[str, Any], generator: torch.Generator | None = None,
+             ) -> tuple[dict[str, float], dict[str, Any]]:
+    """One PPO iteration: sample a response per query, score it, and update the policy (lab 3's graded step).
+
+    Samples with :func:`rlhf_helpers.rewards.rollout` (``policy.pretrained_model``,
+    ``length_sampler``, ``generation_kwargs``); the texts are
+    ``decode(query, skip_special_tokens=True) + decode(response, skip_special_tokens=True)``;
+    ``scores = reward_fn(texts)``; then :func:`ppo_update` with ``beta = config.kl_coef``
+    and the minibatch order drawn from ``generator``.
+
+    Returns:
+        ``(stats, batch)``: the stats of :func:`ppo_update`, and ``batch`` with
+        ``"queries"``, ``"responses"`` (lists of 1-D ``torch.long`` CPU tensors),
+        ``"texts"`` (list of str) and ``"scores"`` (``(N,)`` float32, CPU).
+    """
+    outs = rollout(policy.pretrained_model, tokenizer, list(query_tensors), length_sampler, generation_kwargs)
+    queries = [o["query_ids"] for o in outs]
+    responses = [o["response_ids"] for o in outs]
+    texts = [tokenizer.decode(q, skip_special_tokens=True) + tokenizer.decode(r, skip_special_tokens=True)
+             for q, r in zip(queries, responses)]
+    scores = reward_fn(texts)
+    if not isinstance(scores, torch.Tensor):
+        scores = torch.tensor([float(s) for s in scores])
+    scores = scores.detach().float().cpu().reshape(-1)
+    stats = ppo_update(policy, ref_model, optimizer, config, queries, responses, scores, pad_token_id(tokenizer),
+                       generator=generator)
+    return stats, {"queries": queries, "responses": responses, "texts": texts, "scores": scores}
+
+
 # ============================================================================ the trainer
 class PPOTrainer:
     """PPO for a causal LM against a frozen reference, in the spirit of TRL's classic ``PPOTrainer``.
@@ -583,11 +789,6 @@ class PPOTrainer:
         self.history: list[dict[str, float]] = []
         self.last_batch: dict[str, Any] = {}
 
-    def _function(self, name: str) -> Callable[..., Any]:
-        """The building block ``name``: the one given to the trainer, else this module's (looked up now)."""
-        fn = self.functions.get(name)
-        return fn if fn is not None else globals()[name]
-
     # ------------------------------------------------------------------ rollouts
     @torch.no_grad()
     def generate(self, query_tensors: list[torch.Tensor], length_sampler: Any | None = None,
@@ -619,60 +820,12 @@ class PPOTrainer:
         outs = rollout(self.model.pretrained_model, self.tokenizer, list(query_tensors), length_sampler, kwargs)
         return [o["response_ids"] for o in outs]
 
-    # ------------------------------------------------------------------ batching
-    def _check_batch(self, query_tensors: Sequence[torch.Tensor], response_tensors: Sequence[torch.Tensor],
-                     scores: Any) -> torch.Tensor:
-        if not isinstance(query_tensors, (list, tuple)) or not isinstance(response_tensors, (list, tuple)):
-            raise TypeError("query_tensors and response_tensors should be lists of 1-D torch.long tensors.")
-        if len(query_tensors) != len(response_tensors):
-            raise ValueError(f"got {len(query_tensors)} queries but {len(response_tensors)} responses.")
-        if len(query_tensors) == 0:
-            raise ValueError("step() needs at least one rollout.")
-        for name, seqs in (("query_tensors", query_tensors), ("response_tensors", response_tensors)):
-            for i, t in enumerate(seqs):
-                if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.numel() == 0 or t.dtype != torch.long:
-                    desc = type(t).__name__ if not isinstance(t, torch.Tensor) else f"tensor {t.dtype} {tuple(t.shape)}"
-                    raise ValueError(f"{name}[{i}] should be a non-empty 1-D torch.long tensor, got {desc}.")
-        if isinstance(scores, (list, tuple)):
-            scores = torch.stack([s.reshape(()) if isinstance(s, torch.Tensor) else torch.tensor(float(s))
-                                  for s in scores])
-        if not isinstance(scores, torch.Tensor):
-            raise TypeError(f"scores should be a tensor of shape (N,), got {type(scores).__name__}.")
-        scores = scores.detach().float().reshape(-1)
-        if scores.numel() != len(query_tensors):
-            raise ValueError(f"got {scores.numel()} scores for {len(query_tensors)} rollouts.")
-        if not bool(torch.isfinite(scores).all()):
-            raise ValueError("scores contain NaN or infinity.")
-        return scores
-
-    def _pad_batch(self, query_tensors: Sequence[torch.Tensor], response_tensors: Sequence[torch.Tensor]):
-        """Left-padded ``input_ids, attention_mask`` ``(B, L)`` and the response ``mask`` ``(B, R)``."""
-        input_ids, attention_mask = pad_left([torch.cat([q.cpu(), r.cpu()]) for q, r in zip(query_tensors, response_tensors)],
-                                             self.pad_token_id)
-        _, mask = pad_left(response_tensors, 0)
-        return input_ids.to(self.device), attention_mask.to(self.device), mask.to(self.device)
-
-    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, R: int):
-        """Per-token log-probs, values ``(B, R)`` and logits ``(B, R, V)`` of the last R tokens."""
-        logits, values = self.model(input_ids, attention_mask)
-        logits = logits[:, -R - 1:-1]  # position t predicts token t + 1
-        logprobs = logprobs_from_logits(logits, input_ids[:, -R:])
-        return logprobs, values[:, -R - 1:-1], logits
-
     # ------------------------------------------------------------------ one PPO step
     def step(self, query_tensors: list[torch.Tensor], response_tensors: list[torch.Tensor],
              scores: torch.Tensor | Sequence[float]) -> dict[str, float]:
-        """One PPO update on a batch of rollouts.
-
-        1. Rollout pass (no gradient): per-token log-probs and values of the
-           policy, log-probs of the reference.
-        2. Rewards :func:`kl_penalized_rewards` with beta = ``kl_ctl.value``,
-           then :func:`compute_gae` (advantages whitened if configured).
-        3. ``ppo_epochs`` passes over shuffled minibatches of
-           ``mini_batch_size``: loss = :func:`ppo_policy_loss` +
-           ``vf_coef`` * :func:`ppo_value_loss`, Adam step with gradient clipping.
-           (Each of these four is the one given to the trainer, if any.)
-        4. The KL controller is updated with this batch's mean KL.
+        """One PPO update on a batch of rollouts: :func:`ppo_update` with this trainer's model,
+        reference, optimizer, building blocks, KL coefficient (``kl_ctl.value``) and shuffling
+        generator; then the KL controller is updated with this batch's mean KL.
 
         Args:
             query_tensors: N 1-D ``torch.long`` tensors.
@@ -684,89 +837,18 @@ class PPOTrainer:
             responses of the summed per-token log-ratio to the reference),
             ``kl_coef`` (beta used), ``non_score_reward`` (mean summed KL
             penalty), ``entropy`` (mean per-token, rollout policy),
-            ``policy_loss``, ``value_loss``, ``loss``, ``clip_fraction``
-            (tokens whose ratio was clipped), ``value_clip_fraction``,
-            ``approx_kl`` (policy change during the update),
-            ``advantage_mean``, ``return_mean``, ``value_mean``,
+            ``policy_loss``, ``value_loss``, ``loss`` (means over the gradient
+            steps), ``clip_fraction`` (tokens whose ratio was clipped),
+            ``value_clip_fraction``, ``approx_kl`` (policy change during the
+            update), ``advantage_mean``, ``return_mean``, ``value_mean``,
             ``response_length``, ``time_optimise`` (seconds in ``step``).
         """
         t0 = time.perf_counter()
-        cfg = self.config
-        scores = self._check_batch(query_tensors, response_tensors, scores).to(self.device)
-        B = len(query_tensors)
-        input_ids, attention_mask, mask = self._pad_batch(query_tensors, response_tensors)
-        R = mask.shape[1]
-        self.model.eval()  # no dropout: rollout and update log-probs agree
-
-        # 1. rollout pass
-        with torch.no_grad():
-            old_logprobs, old_values, ent = [], [], []
-            ref_logprobs = []
-            for idx in torch.arange(B).split(cfg.mini_batch_size):
-                lp, v, logits = self._forward(input_ids[idx], attention_mask[idx], R)
-                old_logprobs.append(lp)
-                old_values.append(v)
-                ent.append(entropy_from_logits(logits))
-                ref_logprobs.append(causal_lm_logprobs(self.ref_model, input_ids[idx], attention_mask[idx], R))
-            old_logprobs, old_values = torch.cat(old_logprobs), torch.cat(old_values)
-            ref_logprobs, entropy = torch.cat(ref_logprobs), torch.cat(ent)
-
-            # 2. rewards and advantages
-            beta = self.kl_ctl.value
-            rewards = self._function("kl_penalized_rewards")(scores, old_logprobs, ref_logprobs, mask, beta)
-            advantages, returns = self._function("compute_gae")(rewards, old_values, mask, cfg.gamma, cfg.lam)
-            if cfg.whiten_advantages:
-                advantages = masked_whiten(advantages, mask)
-            kl_per_seq = ((old_logprobs - ref_logprobs) * mask).sum(-1)  # (B,)
-
-        # 3. optimisation
-        policy_loss_fn, value_loss_fn = self._function("ppo_policy_loss"), self._function("ppo_value_loss")
-        acc: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "loss", "clip_fraction",
-                                                         "value_clip_fraction", "approx_kl")}
-        for _ in range(cfg.ppo_epochs):
-            perm = torch.randperm(B, generator=self._shuffle)
-            for idx in perm.split(cfg.mini_batch_size):
-                idx = idx.to(self.device)
-                m = mask[idx]
-                logprobs, values, _ = self._forward(input_ids[idx], attention_mask[idx], R)
-                pg_loss = policy_loss_fn(logprobs, old_logprobs[idx], advantages[idx], m, cfg.cliprange)
-                vf_loss = value_loss_fn(values, old_values[idx], returns[idx], m, cfg.cliprange_value)
-                loss = pg_loss + cfg.vf_coef * vf_loss
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                with torch.no_grad():
-                    log_ratio = logprobs - old_logprobs[idx]
-                    ratio = log_ratio.exp()
-                    acc["policy_loss"].append(pg_loss.item())
-                    acc["value_loss"].append(vf_loss.item())
-                    acc["loss"].append(loss.item())
-                    acc["clip_fraction"].append(
-                        masked_mean(((ratio - 1).abs() > cfg.cliprange).float(), m).item())
-                    acc["value_clip_fraction"].append(
-                        masked_mean(((values - old_values[idx]).abs() > cfg.cliprange_value).float(), m).item())
-                    acc["approx_kl"].append(masked_mean(0.5 * log_ratio ** 2, m).item())
-
-        # 4. KL controller
-        mean_kl = kl_per_seq.mean().item()
-        self.kl_ctl.update(mean_kl, B)
-
-        stats: dict[str, float] = {
-            "reward_mean": scores.mean().item(),
-            "reward_std": scores.std().item() if B > 1 else 0.0,
-            "kl": mean_kl,
-            "kl_coef": beta,
-            "non_score_reward": (-beta * kl_per_seq).mean().item(),
-            "entropy": masked_mean(entropy, mask).item(),
-            **{k: sum(v) / len(v) for k, v in acc.items()},
-            "advantage_mean": masked_mean(advantages, mask).item(),
-            "return_mean": masked_mean(returns, mask).item(),
-            "value_mean": masked_mean(old_values, mask).item(),
-            "response_length": mask.sum(-1).float().mean().item(),
-            "time_optimise": time.perf_counter() - t0,
-        }
+        stats = ppo_update(self.model, self.ref_model, self.optimizer, self.config, query_tensors, response_tensors,
+                           scores, self.pad_token_id, beta=self.kl_ctl.value, generator=self._shuffle,
+                           functions=self.functions)
+        self.kl_ctl.update(stats["kl"], len(query_tensors))
+        stats["time_optimise"] = time.perf_counter() - t0
         self.history.append(stats)
         return stats
 

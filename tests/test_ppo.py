@@ -347,8 +347,9 @@ def test_trainer_calls_the_functions_it_is_given(fresh_policy, monkeypatch):
 
 
 def test_lab3_box_hides_every_copy_of_the_graded_logic():
-    """In lab 3's grading sandbox the trainer keeps working (it takes the functions), while the
-    graded functions and the helper that places the score are stubs."""
+    """In lab 3's grading sandbox the graded functions, the helper that places the score and the
+    update half of the PPO step (which PPOTrainer.step calls) are stubs; what the learner's step
+    may use (value head, padding, the sequence tools, the config) is there."""
     import ast
     import inspect
 
@@ -356,15 +357,55 @@ def test_lab3_box_hides_every_copy_of_the_graded_logic():
     from autograder.answer_key import stub_module
 
     graded = {"policy_gradient_estimate", "sga_step", "kl_penalized_rewards", "compute_gae", "ppo_policy_loss",
-              "ppo_value_loss"}
+              "ppo_value_loss", "ppo_step"}
     text, replaced = stub_module(inspect.getsource(ppo), graded, "lab3_ppo", "rlhf_helpers.ppo")
-    assert set(replaced) == graded | {"_last_token_index"}
+    assert set(replaced) == graded | {"_last_token_index", "ppo_update", "_policy_forward"}
     tree = ast.parse(text)
     defined = {s.name for s in tree.body if isinstance(s, (ast.FunctionDef, ast.ClassDef))}
     defined |= {a.asname or a.name for s in tree.body if isinstance(s, ast.ImportFrom) for a in s.names}
-    assert {"PPOTrainer", "ValueHeadModel", "masked_mean", "masked_whiten", "logprobs_from_logits",
-            "position_ids_from_attention_mask"} <= defined
+    assert {"PPOTrainer", "PPOConfig", "ValueHeadModel", "pad_rollouts", "masked_mean", "masked_whiten",
+            "logprobs_from_logits", "causal_lm_logprobs", "position_ids_from_attention_mask"} <= defined
     assert "reversed(range" not in text and "torch.clamp(ratio" not in text
+    assert "torch.randperm" not in text and ".backward()" not in text  # no PPO update anywhere in the box
+
+
+def test_ppo_step_samples_scores_and_updates(fresh_policy):
+    """The kit's ppo_step (lab 3's answer): the batch it returns is what it trained on, and
+    ppo_update on that batch from the same start gives the same policy."""
+    import copy
+
+    from rlhf_helpers.models import frozen_copy
+    from rlhf_helpers.ppo import ppo_step, ppo_update
+    from rlhf_helpers.rewards import LengthSampler
+
+    model, tok = fresh_policy
+    queries = [T(tok("the film")["input_ids"]), T(tok("i")["input_ids"]), T(tok("a very long start")["input_ids"])] * 2
+    cfg = PPOConfig(batch_size=6, mini_batch_size=4, ppo_epochs=2, learning_rate=1e-3)
+    probe = T([tok("the music was good")["input_ids"]])
+
+    def fresh():
+        torch.manual_seed(0)
+        policy = ValueHeadModel(copy.deepcopy(model))
+        return policy, torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+
+    ref = frozen_copy(model)
+    policy, opt = fresh()
+    before = policy(probe)[0].detach()
+    stats, batch = ppo_step(policy, ref, tok, lambda texts: T([float(len(t)) / 10 for t in texts]), queries, opt, cfg,
+                            LengthSampler(2, 6), {"do_sample": True, "top_k": 0}, torch.Generator().manual_seed(1))
+    assert set(batch) == {"queries", "responses", "texts", "scores"} and len(batch["texts"]) == 6
+    assert batch["texts"][0] == tok.decode(batch["queries"][0], skip_special_tokens=True) + tok.decode(
+        batch["responses"][0], skip_special_tokens=True)
+    torch.testing.assert_close(batch["scores"], T([len(t) / 10 for t in batch["texts"]]))
+    assert stats["reward_mean"] == pytest.approx(batch["scores"].mean().item())
+    assert stats["kl"] == pytest.approx(0.0, abs=1e-5)  # the policy is the reference at rollout time
+    after = policy(probe)[0].detach()
+    assert not torch.allclose(before, after)
+    again, opt2 = fresh()
+    stats2 = ppo_update(again, ref, opt2, cfg, batch["queries"], batch["responses"], batch["scores"], tok.pad_token_id,
+                        generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(again(probe)[0].detach(), after)
+    assert stats2["policy_loss"] == pytest.approx(stats["policy_loss"])
 
 
 def test_trainer_train_loop_returns_stats(fresh_policy):
