@@ -16,12 +16,13 @@ STAMP  := $(VENV)/.installed
 # system packages: bubblewrap isolates graded submissions; chromium runs the browser test
 SYSTEM_PACKAGES := bubblewrap chromium
 
-.PHONY: lab test test-fast setup system-deps world release lock clean-venv help
+.PHONY: lab test test-fast setup system-deps hub hub-deps world release lock clean-venv help
 
 help:
 	@echo "make lab     open JupyterLab on labs/ (offline tiny models; RLHF_COURSE_PROFILE=hub for the real ones)"
 	@echo "make test    run the whole test suite (what CI runs)"
 	@echo "make test-fast  the quick loop: everything but the slow and browser tests (a few minutes)"
+	@echo "make hub     start the class hub (JupyterHub + nbgrader's exchange; see docs/HUB.md)"
 	@echo "make world   rebuild the tiny model world (two to three minutes)"
 	@echo "make release regenerate labs/ from solutions/"
 
@@ -32,6 +33,13 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# learners see nbgrader's learner tools only; instructors' hub servers turn the others back on
+	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader:formgrader \
+	    @jupyter/nbgrader:create-assignment @jupyter/nbgrader:course-list >/dev/null 2>&1
+	$(BIN)/jupyter labextension lock --level=sys_prefix @jupyter/nbgrader:formgrader \
+	    @jupyter/nbgrader:create-assignment @jupyter/nbgrader:course-list >/dev/null 2>&1
+	$(BIN)/jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader \
+	    nbgrader.server_extensions.course_list >/dev/null 2>&1
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -50,7 +58,19 @@ system-deps:
 lab: setup
 	RLHF_COURSE_PROFILE=$${RLHF_COURSE_PROFILE:-tiny} $(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) --ServerApp.port=$(PORT) $(ROOT_ARGS) $(LAB_ARGS)
 
-test: setup system-deps
+# The class hub's proxy (configurable-http-proxy, from npm, pinned in hub/package-lock.json).
+HUB_PROXY := hub/node_modules/.bin/configurable-http-proxy
+$(HUB_PROXY): hub/package.json hub/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "the class hub needs Node.js and npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix hub --no-audit --no-fund --loglevel=error
+	touch $(HUB_PROXY)
+
+hub-deps: $(HUB_PROXY)
+
+hub: setup hub-deps
+	$(BIN)/jupyterhub -f hub/jupyterhub_config.py
+
+test: setup system-deps hub-deps
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

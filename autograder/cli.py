@@ -89,7 +89,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
             elif target.exists():
                 target.unlink()
     shard = parse_shard(args.shard) if args.shard else None
-    records = grade_class(Path(args.submissions), out, _solutions(args), _settings(args, args.jobs), shard=shard)
+    records = grade_class(Path(args.submissions), out, _solutions(args), _settings(args, args.jobs), shard=shard,
+                          due=_due(args.due))
     if shard:
         print(f"shard {shard[0]}/{shard[1]}: {len(records)} submission(s); when every shard is graded, "
               f"gather them with `rlhf-course merge {args.submissions} --out MERGED_DIR SHARD_DIR...`")
@@ -101,8 +102,49 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .grading import merge_shards
 
     out = Path(args.out)
-    records = merge_shards(Path(args.submissions), [Path(p) for p in args.shards], out, _solutions(args))
+    records = merge_shards(Path(args.submissions), [Path(p) for p in args.shards], out, _solutions(args),
+                           due=_due(args.due))
     return _summary(records, out, written_in="each shard's course folder (SHARD_DIR/course)")
+
+
+def cmd_exchange(args: argparse.Namespace) -> int:
+    """nbgrader's exchange for a class hub: release, collect, feedback."""
+    import os
+
+    from . import exchange as X
+
+    course = Path(args.course_dir).resolve()
+    root = Path(args.exchange or os.environ.get("RLHF_EXCHANGE") or "/srv/nbgrader/exchange")
+    if args.action == "release":
+        X.release(course, _solutions(args), args.labs, root, args.course_id)
+        print(f"released {', '.join(args.labs)} to {root}/{args.course_id}: learners fetch them from the "
+              "Assignments tab")
+    elif args.action == "collect":
+        submitted = X.collect(course, args.labs, root, args.course_id, check_owner=not args.no_owner_check)
+        n = sum(1 for lab in args.labs for _ in submitted.glob(f"*/{lab}/{lab}.ipynb"))
+        print(f"collected {n} submission(s) into {submitted}; grade them with "
+              f"`rlhf-course grade {submitted} --out GRADED_DIR`")
+    else:
+        if not args.graded:
+            raise ValueError("exchange feedback needs --graded OUT_DIR (the --out folder of `rlhf-course grade`)")
+        released = X.return_feedback(course, Path(args.graded), args.labs, root, args.course_id)
+        print(f"released feedback for {len(released)} submission(s): learners fetch it from the Assignments tab")
+    return 0
+
+
+def _due(text: str | None):
+    """``--due``: a date and time (ISO 8601 or nbgrader's format); UTC unless it names a zone."""
+    if not text:
+        return None
+    from datetime import timezone
+
+    from dateutil import parser
+
+    try:
+        when = parser.parse(text)
+    except (ValueError, OverflowError):
+        raise ValueError(f"--due {text!r}: give a date and time, e.g. '2026-12-14 17:00 UTC'") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _summary(records, out: Path, written_in: str | None = None) -> int:
@@ -187,7 +229,7 @@ def _friendly(func):
 
 
 def register(subparsers) -> None:
-    """Add ``release``, ``grade`` and ``check`` to the ``rlhf-course`` command."""
+    """Add ``release``, ``grade``, ``merge``, ``exchange`` and ``check`` to the ``rlhf-course`` command."""
     p = subparsers.add_parser("release", help="regenerate the student copies labs/ from solutions/ (nbgrader)")
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
     p.add_argument("--labs", default=None, help="where to write the student copies (default: labs/ beside solutions/)")
@@ -199,6 +241,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="where grades.csv, feedback/ and the nbgrader course go")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded at once (default 1)")
     p.add_argument("--restart", action="store_true", help="forget earlier results in OUT_DIR and grade everything again")
+    p.add_argument("--due", default=None, metavar="WHEN",
+                   help="flag submissions whose nbgrader timestamp is later (e.g. '2026-12-14 17:00 UTC'; UTC if no zone)")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="grade only shard K (0 to N-1) of N, by a stable hash of student and lab; "
                         "gather the shards with `rlhf-course merge`")
@@ -211,7 +255,22 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="where the merged grades.csv, feedback/ and "
                                                                    "similarity report go")
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
+    p.add_argument("--due", default=None, metavar="WHEN", help="as for grade")
     p.set_defaults(func=_friendly(cmd_merge))
+
+    p = subparsers.add_parser("exchange", help="a class hub: release labs, collect submissions, return feedback "
+                                               "through nbgrader's exchange")
+    p.add_argument("action", choices=["release", "collect", "feedback"])
+    p.add_argument("labs", nargs="+", metavar="LAB_ID", help="the labs")
+    p.add_argument("--graded", default=None, metavar="OUT_DIR", help="feedback: the --out folder of `grade`")
+    p.add_argument("--course-dir", default="course", help="the instructor's nbgrader course folder (default ./course)")
+    p.add_argument("--exchange", default=None,
+                   help="nbgrader's exchange folder (default $RLHF_EXCHANGE, else /srv/nbgrader/exchange)")
+    p.add_argument("--course-id", default="rlhf-course", help="the course id in the exchange (default rlhf-course)")
+    p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
+    p.add_argument("--no-owner-check", action="store_true",
+                   help="collect: accept submissions not owned by the learner they name (single-user test hubs only)")
+    p.set_defaults(func=_friendly(cmd_exchange))
 
     p = subparsers.add_parser("check", help="check your notebook as the grader would, hidden tests included")
     p.add_argument("notebook", metavar="NOTEBOOK", help="your lab notebook, e.g. labs/lab1_sampling/lab1_sampling.ipynb")

@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
@@ -185,9 +186,9 @@ def prepare_course(out: Path, solutions: Path, labs: list[str]) -> Path:
 
 
 def grade_class(submissions: Path, out: Path, solutions: Path, settings: Settings,
-                progress=print, shard: tuple[int, int] | None = None) -> list[Record]:
+                progress=print, shard: tuple[int, int] | None = None, due: datetime | None = None) -> list[Record]:
     """Grade every submission under ``submissions`` (or one ``shard=(K, N)`` of them) into ``out``;
-    returns the result records."""
+    returns the result records. ``due``: flag submissions whose nbgrader ``timestamp.txt`` is later."""
     if settings.sandbox and bwrap_path() is None:
         raise SandboxUnavailable(INSTALL_HINT)
     if settings.sandbox and (why := probe()):
@@ -208,13 +209,13 @@ def grade_class(submissions: Path, out: Path, solutions: Path, settings: Setting
     # Start the workers now: they import nbgrader while this process prepares the course.
     workers = [_Worker(out, n, env) for n in range(max(1, min(settings.jobs, len(subs))))]
     try:
-        return _grade_class(subs, out, solutions, settings, progress, workers)
+        return _grade_class(subs, out, solutions, settings, progress, workers, due)
     finally:
         for w in workers:
             w.close()
 
 
-def _grade_class(subs, out, solutions, settings, progress, workers) -> list[Record]:
+def _grade_class(subs, out, solutions, settings, progress, workers, due) -> list[Record]:
     for w in workers:
         w.start()
     known = set(C.find_labs(solutions))
@@ -227,11 +228,33 @@ def _grade_class(subs, out, solutions, settings, progress, workers) -> list[Reco
     tasks = [Task(i, s.student, s.lab, str(s.notebook), str(course), str(out), settings, s.digest, source_digest[s.lab])
              for i, s in enumerate(todo)]
     results.update(_run_tasks(tasks, workers, course, settings.budget + WORKER_MARGIN_S, progress))
-    return _report(out, course, subs, known, results)
+    return _report(out, course, subs, known, results, due)
+
+
+def submitted_at(s: Submission) -> datetime | None:
+    """When the learner submitted, from nbgrader's ``timestamp.txt`` beside the notebook (UTC if no zone)."""
+    from dateutil import parser
+
+    stamp = s.notebook.parent / "timestamp.txt"
+    if not stamp.is_file():
+        return None
+    try:
+        when = parser.parse(stamp.read_text().strip())
+    except (ValueError, OverflowError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def late_flag(s: Submission, due: datetime | None) -> list[str]:
+    when = submitted_at(s) if due is not None else None
+    if when is None or when <= due:
+        return []
+    return [f"submitted late ({when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+            f"{str(when - due).split('.')[0]} after the due time)"]
 
 
 def _report(out: Path, course: Path, subs: list[Submission], known: set[str],
-            results: dict[tuple[str, str], Record]) -> list[Record]:
+            results: dict[tuple[str, str], Record], due: datetime | None = None) -> list[Record]:
     """Compare the class for copying, then write ``grades.csv``: the records in submission order."""
     labs = sorted({s.lab for s in subs if s.lab in known})
     ordered = [results[(s.student, s.lab)] for s in subs]
@@ -240,8 +263,8 @@ def _report(out: Path, course: Path, subs: list[Submission], known: set[str],
         if s.lab in known and s.notebook.is_file() and not s.notebook.is_symlink():
             notebooks.setdefault(s.lab, {})[s.student] = s.notebook
     flagged = similarity.report(out, course, labs, notebooks, kit_package())
-    for r in ordered:
-        r.flags = flagged.get((r.student_id, r.lab_id), [])
+    for s, r in zip(subs, ordered):
+        r.flags = late_flag(s, due) + flagged.get((r.student_id, r.lab_id), [])
     write_csv(out / "grades.csv", ordered, solutions_order(course, labs))
     return ordered
 
@@ -265,7 +288,8 @@ def _claim_shard(out: Path, submissions: Path, shard: tuple[int, int]) -> None:
     C.json_dump(path, claim)
 
 
-def merge_shards(submissions: Path, shard_outs: list[Path], out: Path, solutions: Path) -> list[Record]:
+def merge_shards(submissions: Path, shard_outs: list[Path], out: Path, solutions: Path,
+                 due: datetime | None = None) -> list[Record]:
     """Gather the results of every shard of a class into ``out`` and report on the whole class.
 
     ``shard_outs`` are the ``--out`` folders of ``grade --shard K/N`` for K = 0 to N - 1 (any order).
@@ -313,7 +337,7 @@ def merge_shards(submissions: Path, shard_outs: list[Path], out: Path, solutions
                 if src.is_file():
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dst)
-    return _report(out, course, subs, known, results)
+    return _report(out, course, subs, known, results, due)
 
 
 def _merged_course(out: Path, courses: list[Path], sources: dict[str, str]) -> Path:

@@ -1,0 +1,108 @@
+"""A class through nbgrader's exchange: release labs, collect submissions, return feedback.
+
+What ``rlhf-course exchange`` runs on a class hub (``hub/``, docs/HUB.md). The
+engine is nbgrader's own exchange (a shared folder; learners fetch and submit
+from their servers with the Assignments panel); this module only connects it to
+the kit's grader::
+
+    rlhf-course exchange release lab1_sampling lab2_rewards   # source -> exchange
+    rlhf-course exchange collect lab1_sampling                 # exchange -> course/submitted
+    rlhf-course grade course/submitted --out graded            # the sandboxed grader
+    rlhf-course exchange feedback graded lab1_sampling         # graded/feedback -> each learner
+
+Each learner's latest submission counts (nbgrader collects with ``update``);
+submissions keep nbgrader's ``timestamp.txt``, which ``grade --due`` reads.
+Feedback is released keyed by each submission's secret, so a learner can fetch
+only the feedback of their own submission.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from . import course as C
+
+COURSE_ID = "rlhf-course"
+
+
+def _config(course: Path, exchange_root: Path, lab: str, course_id: str):
+    c = C.base_config(course)
+    c.CourseDirectory.course_id = course_id
+    c.CourseDirectory.assignment_id = lab
+    c.Exchange.root = str(exchange_root)
+    return c
+
+
+def _run(kind: str, course: Path, exchange_root: Path, lab: str, course_id: str, **traits) -> None:
+    from nbgrader.auth import Authenticator
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.exchange import default as X
+
+    c = _config(course, exchange_root, lab, course_id)
+    for name, value in traits.items():
+        setattr(getattr(c, kind), name, value)
+    coursedir = CourseDirectory(config=c)
+    step = getattr(X, kind)(coursedir=coursedir, authenticator=Authenticator(config=c), config=c)
+    step.log.setLevel(logging.WARNING)
+    step.start()
+
+
+def check_exchange(exchange_root: Path) -> None:
+    if not exchange_root.is_dir():
+        raise FileNotFoundError(f"no exchange folder {exchange_root}: the hub creates it (make hub), or create it "
+                                f"with `mkdir -p {exchange_root} && chmod 1777 {exchange_root}`")
+
+
+def release(course: Path, solutions: Path, labs: list[str], exchange_root: Path, course_id: str = COURSE_ID) -> None:
+    """Generate each lab from ``solutions`` into ``course`` and release it to the exchange (again if released)."""
+    check_exchange(exchange_root)
+    known = C.find_labs(solutions)
+    for lab in labs:
+        if lab not in known:
+            raise ValueError(f"no lab {lab!r} in {solutions} (labs: {', '.join(known) or 'none'})")
+        C.generate_assignment(course, solutions, lab, force=True)
+        _run("ExchangeReleaseAssignment", course, exchange_root, lab, course_id, force=True)
+
+
+def collect(course: Path, labs: list[str], exchange_root: Path, course_id: str = COURSE_ID,
+            check_owner: bool = True) -> Path:
+    """Copy every learner's latest submission of ``labs`` into ``course/submitted``; returns that folder.
+
+    ``check_owner``: refuse a submission whose files are not owned by the learner it names (nbgrader's
+    check; off only where every server runs as one system user, as on a test hub)."""
+    check_exchange(exchange_root)
+    for lab in labs:
+        _run("ExchangeCollect", course, exchange_root, lab, course_id, update=True, check_owner=check_owner)
+    return course / "submitted"
+
+
+def return_feedback(course: Path, graded: Path, labs: list[str], exchange_root: Path,
+                    course_id: str = COURSE_ID) -> list[tuple[str, str]]:
+    """Release the feedback pages ``grade`` wrote under ``graded/feedback`` for the collected
+    submissions of ``labs``; returns the (student, lab) pairs released."""
+    from .worker import Record
+
+    check_exchange(exchange_root)
+    released = []
+    for lab in labs:
+        for page in sorted((graded / "feedback").glob(f"*/{lab}.html")):
+            student = page.parent.name
+            submitted = course / "submitted" / student / lab
+            if not (submitted / "submission_secret.txt").is_file():
+                continue  # not a submission collected from the exchange
+            result = graded / "results" / student / f"{lab}.json"
+            if not result.is_file() or Record.load(result).submission_sha256 != C.tree_digest(submitted):
+                logging.getLogger(__name__).warning(
+                    "%s/%s: the collected submission is not the one graded (grade again); no feedback released",
+                    student, lab)
+                continue
+            target = course / "feedback" / student / lab
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(page, target / f"{lab}.html")
+            for name in ("timestamp.txt", "submission_secret.txt"):
+                shutil.copy2(submitted / name, target / name)
+            released.append((student, lab))
+        _run("ExchangeReleaseFeedback", course, exchange_root, lab, course_id)
+    return released
