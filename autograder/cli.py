@@ -115,6 +115,15 @@ def cmd_exchange(args: argparse.Namespace) -> int:
 
     course = Path(args.course_dir).resolve()
     root = Path(args.exchange or os.environ.get("RLHF_EXCHANGE") or "/srv/nbgrader/exchange")
+    if args.action == "roles":
+        if not args.config_root:
+            raise ValueError("exchange roles needs --config-root DIR")
+        for role in ("learner", "instructor"):
+            folder = X.write_role_config(Path(args.config_root) / role, role, root, args.course_id)
+            print(f"{role}: JUPYTER_CONFIG_DIR={folder}")
+        return 0
+    if not args.labs:
+        raise ValueError(f"exchange {args.action} needs the lab ids, e.g. lab1_sampling")
     if args.action == "release":
         X.release(course, _solutions(args), args.labs, root, args.course_id)
         print(f"released {', '.join(args.labs)} to {root}/{args.course_id}: learners fetch them from the "
@@ -260,8 +269,10 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("exchange", help="a class hub: release labs, collect submissions, return feedback "
                                                "through nbgrader's exchange")
-    p.add_argument("action", choices=["release", "collect", "feedback"])
-    p.add_argument("labs", nargs="+", metavar="LAB_ID", help="the labs")
+    p.add_argument("action", choices=["release", "collect", "feedback", "roles"],
+                   help="roles: write the learner and instructor Jupyter config folders under --config-root")
+    p.add_argument("labs", nargs="*", metavar="LAB_ID", help="the labs")
+    p.add_argument("--config-root", default=None, help="roles: where to write learner/ and instructor/")
     p.add_argument("--graded", default=None, metavar="OUT_DIR", help="feedback: the --out folder of `grade`")
     p.add_argument("--course-dir", default="course", help="the instructor's nbgrader course folder (default ./course)")
     p.add_argument("--exchange", default=None,

@@ -18,6 +18,7 @@ only the feedback of their own submission.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -25,6 +26,41 @@ from pathlib import Path
 from . import course as C
 
 COURSE_ID = "rlhf-course"
+INSTRUCTOR_TOOLS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
+                    "@jupyter/nbgrader:course-list")
+"""nbgrader's JupyterLab plugins for instructors (``make setup`` turns them off in the kit's venv)."""
+INSTRUCTOR_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list")
+
+
+def write_role_config(folder: Path, role: str, exchange_root: Path, course_id: str = COURSE_ID) -> Path:
+    """The Jupyter config folder (``JUPYTER_CONFIG_DIR``) for every server of ``role`` on a hub.
+
+    'learner': nbgrader's exchange, the student id from the hub's user name, the instructor tools
+    off (and locked). 'instructor': the same exchange, the course folder ``~/course``, the tools on."""
+    if role not in ("learner", "instructor"):
+        raise ValueError(f"role should be 'learner' or 'instructor', got {role!r}")
+    on = role == "instructor"
+    nbgrader = [
+        "import os",
+        "c = get_config()",
+        f"c.Exchange.root = {str(exchange_root)!r}",
+        f"c.CourseDirectory.course_id = {course_id!r}",
+        # The exchange's student id is the hub's user name (a 'shared' hub runs every server as one system user).
+        "c.CourseDirectory.root = os.path.join(os.environ['HOME'], 'course')" if on else
+        "c.CourseDirectory.student_id = os.environ['JUPYTERHUB_USER']",
+    ]
+    # jupyter-lsp scans for language servers at every start and the kit uses none: a class starts faster without.
+    extensions = {"jupyter_lsp": False, **{name: on for name in INSTRUCTOR_EXTENSIONS}}
+    files = {
+        "nbgrader_config.py": "\n".join(nbgrader) + "\n",
+        "labconfig/page_config.json": json.dumps({"disabledExtensions": {n: not on for n in INSTRUCTOR_TOOLS},
+                                                  "lockedExtensions": {n: True for n in INSTRUCTOR_TOOLS}}, indent=1),
+        "jupyter_server_config.json": json.dumps({"ServerApp": {"jpserver_extensions": extensions}}, indent=1),
+    }
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    return folder
 
 
 def _config(course: Path, exchange_root: Path, lab: str, course_id: str):

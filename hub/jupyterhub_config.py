@@ -19,24 +19,21 @@ and the course list are the instructors' (``make setup`` turns them off for
 learners; the instructors' servers turn them back on).
 """
 
-import json
 import os
 import sys
 from pathlib import Path
+
+from autograder.exchange import COURSE_ID, write_role_config
 
 c = get_config()  # noqa: F821 (JupyterHub's config loader defines it)
 
 KIT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("RLHF_HUB_DIR") or KIT / "hub" / "state").resolve()
 EXCHANGE = STATE / "exchange"
-COURSE_ID = "rlhf-course"
 INSTRUCTORS = {n.strip() for n in os.environ.get("RLHF_HUB_INSTRUCTORS", "instructor").split(",") if n.strip()}
 USERS = os.environ.get("RLHF_HUB_USERS") or ("system" if os.geteuid() == 0 else "shared")
 if USERS not in ("system", "shared"):
     sys.exit(f"RLHF_HUB_USERS should be 'system' or 'shared', got {USERS!r}")
-INSTRUCTOR_TOOLS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
-                    "@jupyter/nbgrader:course-list")
-INSTRUCTOR_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list")
 
 for folder in (STATE, STATE / "home"):
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,34 +92,8 @@ c.Spawner.environment = {"RLHF_COURSE_PROFILE": os.environ.get("RLHF_COURSE_PROF
                          "RLHF_EXCHANGE": str(EXCHANGE), "OMP_NUM_THREADS": "1"}
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def role_config(role: str) -> Path:
-    """The Jupyter config folder every server of ``role`` ('learner' or 'instructor') starts with."""
-    folder = STATE / "config" / role
-    nbgrader = [
-        "import os",
-        "c = get_config()",
-        f"c.Exchange.root = {str(EXCHANGE)!r}",
-        f"c.CourseDirectory.course_id = {COURSE_ID!r}",
-        # The exchange's student id is the hub's user name (on a 'shared' hub every server is one system user).
-        "c.CourseDirectory.student_id = os.environ['JUPYTERHUB_USER']" if role == "learner" else
-        "c.CourseDirectory.root = os.path.join(os.environ['HOME'], 'course')",
-    ]
-    _write(folder / "nbgrader_config.py", "\n".join(nbgrader) + "\n")
-    on = role == "instructor"
-    _write(folder / "labconfig" / "page_config.json",
-           json.dumps({"disabledExtensions": {name: not on for name in INSTRUCTOR_TOOLS}}, indent=1))
-    # jupyter-lsp scans for language servers at every start and the kit uses none: a class starts faster without.
-    extensions = {"jupyter_lsp": False, **{name: on for name in INSTRUCTOR_EXTENSIONS}}
-    _write(folder / "jupyter_server_config.json", json.dumps({"ServerApp": {"jpserver_extensions": extensions}}, indent=1))
-    return folder
-
-
-ROLE_CONFIG = {role: role_config(role) for role in ("learner", "instructor")}
+ROLE_CONFIG = {role: write_role_config(STATE / "config" / role, role, EXCHANGE, COURSE_ID)
+               for role in ("learner", "instructor")}
 
 
 def pre_spawn_hook(spawner):
