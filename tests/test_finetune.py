@@ -1,4 +1,4 @@
-"""Tests of rlhf_helpers.finetune (lab 6: DPO with TRL) and its plot.
+"""Tests of rlhf_helpers.finetune (lab 6: DPO with TRL) and its plot (plots.plot_log_history).
 
 In TRL's style: tiny models, ``report_to="none"``, a few steps; assert that the
 loss was logged and that parameters changed. Runs over ~20 s are marked slow.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -17,6 +18,8 @@ matplotlib.use("Agg")
 
 from rlhf_helpers import finetune as ft  # noqa: E402
 from rlhf_helpers.data import load_preference_pairs, load_raw_preference_records  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def record(prefix="the film was", a=" great.", b=" awful.", sa=2.0, sb=-1.0):
@@ -164,98 +167,124 @@ def test_reward_win_rate_with_the_real_pipeline(reward_pipe):
     assert ft.positive_share(reward_pipe, good + bad) == 0.5
 
 
-# ----------------------------------------------------------------------------- metrics and plot
+# ----------------------------------------------------------------------------- log history plot
 LOG_HISTORY = [
     {"loss": 0.69, "rewards/chosen": 0.0, "rewards/rejected": 0.0, "rewards/accuracies": 0.0,
      "rewards/margins": 0.0, "epoch": 0.1, "step": 1},
     {"loss": 0.5, "rewards/chosen": -0.1, "rewards/rejected": -0.6, "rewards/accuracies": 0.8,
-     "rewards/margins": 0.5, "epoch": 0.2, "step": 2},
-    {"eval_loss": 0.55, "eval_rewards/margins": 0.4, "epoch": 0.2, "step": 2},
-    {"train_runtime": 1.5, "train_loss": 0.6, "epoch": 0.2, "step": 2},
+     "rewards/margins": 0.5, "epoch": 0.2, "step": 4},
+    {"eval_loss": 0.55, "eval_rewards/margins": 0.4, "epoch": 0.2, "step": 4},
+    {"train_runtime": 1.5, "train_loss": 0.6, "epoch": 0.2, "step": 4},
 ]
 
 
-def test_training_metrics_reads_the_log_history():
-    m = ft.training_metrics(LOG_HISTORY)
-    assert m.steps["loss"] == [1, 2] and m.values["loss"] == [0.69, 0.5]
-    assert m.last("rewards/margins") == 0.5 and m.last("eval_loss") == 0.55
-    assert "epoch" not in m.values and "eval_loss" in m and "nothing" not in m
-    with pytest.raises(KeyError):
-        m.last("nothing")
-    with pytest.raises(TypeError):
-        ft.training_metrics({"loss": 1})
-
-
-def test_plot_dpo_training():
+def test_plot_log_history_draws_one_line_per_key_against_the_step():
     import matplotlib.pyplot as plt
 
-    from rlhf_helpers.plots import plot_dpo_training
+    from rlhf_helpers.plots import plot_log_history
 
-    axes = plot_dpo_training(LOG_HISTORY)
-    labels = [[line.get_label() for line in ax.lines] for ax in axes]
-    assert "loss" in labels[0] and "eval_loss" in labels[0]
-    assert {"rewards/chosen", "rewards/rejected", "rewards/margins"} <= set(labels[1])
-    assert "rewards/accuracies" in labels[2]
-    with pytest.raises(ValueError):
-        plot_dpo_training([{"step": 1, "train_runtime": 1.0}])
+    ax = plot_log_history(LOG_HISTORY, ["loss", "eval_loss", "rewards/margins"])
+    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.lines}
+    assert lines == {"loss": ([1, 4], [0.69, 0.5]), "eval_loss": ([4], [0.55]), "rewards/margins": ([1, 4], [0.0, 0.5])}
+    assert ax.get_xlabel() == "step"
+    _, given = plt.subplots()
+    assert plot_log_history(LOG_HISTORY, ["train_loss"], ax=given) is given
+    assert [list(ln.get_xdata()) for ln in given.lines] == [[4]]
     plt.close("all")
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- models, trainer, saving, inference
 def _snapshot(model):
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def test_full_dpo_training_logs_and_moves_the_policy(tmp_path, tiny_pairs):
-    model, ref, tok = ft.load_dpo_models("tiny", device="cpu")
+def _right_padded_folder(tmp_path):
+    """The tiny policy saved with a tokenizer that has no pad token and pads on the right (like gpt2's)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlhf_helpers.config import get_profile
+
+    tok = AutoTokenizer.from_pretrained(get_profile("tiny").policy)
+    tok.pad_token, tok.padding_side = None, "right"
+    folder = tmp_path / "gpt2-like"
+    AutoModelForCausalLM.from_pretrained(get_profile("tiny").policy).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def test_load_dpo_models_sets_padding_and_freezes_a_separate_reference(tmp_path):
+    folder = _right_padded_folder(tmp_path)
+    model, ref, tok = ft.load_dpo_models(folder, "cpu")
+    assert (tok.pad_token, tok.padding_side) == (tok.eos_token, "left")
+    assert ref is not model and not ref.training and not any(p.requires_grad for p in ref.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    assert model.config._name_or_path == folder  # what TRL reloads when ref_model=None
+    ids = torch.tensor([[3, 57, 120]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, ref(ids).logits)
+
+
+def _policy_path():
+    from rlhf_helpers.config import get_profile
+
+    return get_profile("tiny").policy
+
+
+def test_full_dpo_training_logs_moves_the_policy_and_reloads(tmp_path, tiny_pairs):
+    model, ref, tok = ft.load_dpo_models(_policy_path(), "cpu")
     before, ref_before = _snapshot(model), _snapshot(ref)
-    args = ft.make_dpo_config(str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=8, logging_steps=1,
+    args = ft.make_dpo_config(str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=8, logging_steps=1,
                               learning_rate=1e-3, disable_tqdm=True)
-    trainer = ft.build_dpo_trainer(model, tok, tiny_pairs["train"], tiny_pairs["test"], args, ref_model=ref)
+    trainer = ft.build_dpo_trainer(model, ref, tok, args, tiny_pairs["train"], tiny_pairs["test"])
+    ft.quiet_console(trainer)
+    assert trainer.processing_class is tok and trainer.ref_model is ref
+    assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(trainer.train_dataset.column_names)
+    row = trainer.train_dataset[0]
+    assert row["prompt_ids"] == tok(row["prompt"])["input_ids"]
     trainer.train()
     trainer.evaluate()
-    m = ft.training_metrics(trainer.state.log_history)
-    assert len(m.values["loss"]) == 4 and all(math.isfinite(v) for v in m.values["loss"])
+    history = trainer.state.log_history
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
     for key in ft.REWARD_METRICS:
-        assert key in m and "eval_" + key in m
+        assert any(key in e for e in history) and any("eval_" + key in e for e in history)
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters()), "no parameter changed"
     assert all(torch.equal(ref_before[n], p) for n, p in ref.named_parameters()), "the reference moved"
     assert not any((tmp_path / "run").glob("checkpoint-*")), "a checkpoint was saved"
 
-    saved = ft.save_tuned_model(trainer.model, tok, tmp_path / "tuned")
-    loaded, loaded_tok = ft.load_tuned_model(saved, device="cpu")
-    assert loaded_tok.padding_side == "left"
+    tok.padding_side = "right"  # the reloaded tokenizer pads on the left whatever was saved
+    loaded, loaded_tok = ft.save_and_reload(trainer, str(tmp_path / "tuned"))
+    assert loaded_tok.padding_side == "left" and not loaded.training
     ids = tok(["the film was"], return_tensors="pt").input_ids
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
+        assert torch.equal(loaded.generate(ids, max_new_tokens=8, do_sample=False),
+                           model.generate(ids, max_new_tokens=8, do_sample=False))
 
 
-def test_lora_dpo_training_moves_only_the_adapter_and_merges(tmp_path, tiny_pairs):
+def test_lora_dpo_training_moves_only_the_adapter_and_reloads(tmp_path, tiny_pairs):
     from peft import PeftModel
 
-    model, _, tok = ft.load_dpo_models("tiny", device="cpu")
+    model, _, tok = ft.load_dpo_models(_policy_path(), "cpu")
     base_before = _snapshot(model)
-    args = ft.make_dpo_config(str(tmp_path / "run"), max_steps=3, per_device_train_batch_size=8, logging_steps=1,
+    args = ft.make_dpo_config(str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=8, logging_steps=1,
                               learning_rate=5e-3, disable_tqdm=True)
-    trainer = ft.build_dpo_trainer(model, tok, tiny_pairs["train"], args=args, peft_config=ft.make_lora_config(r=4))
+    trainer = ft.build_dpo_trainer(model, None, tok, args, tiny_pairs["train"], peft_config=ft.make_lora_config(r=4))
     peft_model = trainer.model
-    assert isinstance(peft_model, PeftModel)
+    assert isinstance(peft_model, PeftModel) and trainer.ref_model is None
     lora_before = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_B" in n}
     trainable, total = ft.count_parameters(peft_model)
     assert 0 < trainable < total
     trainer.train()
-    assert "loss" in ft.training_metrics(trainer.state.log_history)
     named = dict(peft_model.named_parameters())
     assert any(not torch.equal(v, named[n]) for n, v in lora_before.items()), "the adapter did not move"
     base_after = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
                   for n, p in named.items() if "lora_" not in n}
     assert all(torch.equal(base_before[n], base_after[n]) for n in base_before), "a base weight changed"
 
-    saved = ft.save_tuned_model(peft_model, tok, tmp_path / "merged")
-    assert not (saved / "adapter_config.json").exists()
-    assert isinstance(trainer.model, PeftModel)  # merging worked on a copy
-    loaded, _ = ft.load_tuned_model(saved, device="cpu")
+    loaded, _ = ft.save_and_reload(trainer, str(tmp_path / "adapter"))
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()  # only the adapter is saved
     ids = tok(["the film was"], return_tensors="pt").input_ids
     peft_model.eval()
     with torch.no_grad():
@@ -263,67 +292,41 @@ def test_lora_dpo_training_moves_only_the_adapter_and_merges(tmp_path, tiny_pair
 
 
 def test_build_dpo_trainer_refuses_bad_input(tiny_pairs, tmp_path):
-    model, ref, tok = ft.load_dpo_models("tiny", device="cpu")
+    model, ref, tok = ft.load_dpo_models(_policy_path(), "cpu")
     args = ft.make_dpo_config(str(tmp_path), max_steps=1)
     with pytest.raises(ValueError, match="prompt"):
-        ft.build_dpo_trainer(model, tok, tiny_pairs["train"].rename_column("prompt", "query"), args=args,
-                             ref_model=ref)
+        ft.build_dpo_trainer(model, ref, tok, args, tiny_pairs["train"].rename_column("prompt", "query"))
     with pytest.raises(ValueError):
-        ft.build_dpo_trainer(model, tok, tiny_pairs["train"], args=args, ref_model=model)
+        ft.build_dpo_trainer(model, ref, tok, args, tiny_pairs["train"], tiny_pairs["test"].remove_columns("chosen"))
     with pytest.raises(ValueError):
-        ft.build_dpo_trainer(model, tok, tiny_pairs["train"], args=args, ref_model=ref,
-                             peft_config=ft.make_lora_config())
-    with pytest.raises(TypeError):
-        ft.build_dpo_trainer(model, tok, tiny_pairs["train"].to_list(), args=args, ref_model=ref)
+        ft.build_dpo_trainer(model, model, tok, args, tiny_pairs["train"])
 
 
-def test_compare_generations_same_model_is_a_draw(policy, reward_pipe):
+def test_generate_completions_batched_equals_one_at_a_time(policy):
     model, tok = policy
-    prompts = ["the film was", "i watched this"]
-    c = ft.compare_generations(model, model, tok, reward_pipe, prompts, max_new_tokens=8)
-    assert c.reference == c.tuned and len(c.tuned) == 2
-    assert c.win_rate == 0.5 and c.reference_share == c.tuned_share
-    assert "the film was" in c.table(1)
-    with pytest.raises(ValueError):
-        ft.compare_generations(model, model, tok, reward_pipe, [])
-
-
-def test_compare_generations_uses_the_given_win_rate_fn_without_rescoring(policy):
-    """The win rate comes from the function passed in (the learner's, in lab 6), which reads the
-    scores already computed through a pipeline of the real pipeline's format."""
-    model, tok = policy
-    prompts = ["the film was", "i watched this", "a movie"]
-    fake = ft.FakeSentimentPipeline({}, seed=0)
-    seen = {}
-
-    def my_win_rate(pipe, texts_a, texts_b):
-        seen["a"], seen["b"] = texts_a, texts_b
-        calls = fake.calls
-        seen["all"] = pipe(texts_a + texts_b, top_k=None)
-        seen["one"] = pipe(texts_a[0], top_k=None)
-        seen["rescored"] = fake.calls - calls
-        seen["top1"] = pipe(texts_a, batch_size=2)          # not cached: handed to the pipeline itself
-        return 0.25
-
-    c = ft.compare_generations(model, model, tok, fake, prompts, max_new_tokens=6, win_rate_fn=my_win_rate)
-    assert c.win_rate == 0.25
-    assert seen["a"] == [p + t for p, t in zip(prompts, c.reference)] and seen["b"] == [p + t for p, t in zip(prompts, c.tuned)]
-    assert seen["rescored"] == 0
-    assert [next(d["score"] for d in out if d["label"] == "POSITIVE") for out in seen["all"]] == \
-        c.reference_scores + c.tuned_scores
-    assert isinstance(seen["one"], list) and {d["label"] for d in seen["one"]} == {"POSITIVE", "NEGATIVE"}
-    assert len(seen["top1"]) == 3 and all(isinstance(d, dict) for d in seen["top1"])
+    prompts = ["a", "the film was", "i watched this movie with my"]
+    tok.padding_side = "right"  # generate_completions pads on the left whatever the tokenizer says
+    try:
+        batched = ft.generate_completions(model, tok, prompts, max_new_tokens=8)
+        alone = [ft.generate_completions(model, tok, [p], max_new_tokens=8)[0] for p in prompts]
+    finally:
+        tok.padding_side = "left"
+    assert batched == alone and all(isinstance(c, str) for c in batched)
+    assert not any(c.startswith(p) for c, p in zip(batched, prompts))
+    sampled = ft.generate_completions(model, tok, prompts, max_new_tokens=8, do_sample=True, seed=1)
+    assert sampled == ft.generate_completions(model, tok, prompts, max_new_tokens=8, do_sample=True, seed=1)
 
 
 def test_lab6_box_hides_the_answers_and_what_carries_them(monkeypatch):
-    """In lab 6's grading sandbox the four answers and the helpers in CARRIES are stubs; the rest works."""
+    """In lab 6's grading sandbox the graded functions and the helpers in CARRIES are stubs; the rest works."""
     import inspect
     import sys
     import types
 
     from autograder.answer_key import stub_module
 
-    graded = {"to_preference_format", "prepare_datasets", "make_dpo_config", "reward_win_rate"}
+    graded = {"to_preference_format", "prepare_datasets", "load_dpo_models", "make_dpo_config", "build_dpo_trainer",
+              "save_and_reload", "generate_completions", "reward_win_rate", "make_lora_config"}
     source = inspect.getsource(ft)
     boxed, replaced = stub_module(source, graded, "lab6_dpo_hf", "rlhf_helpers.finetune")
     assert set(replaced) == graded | set(ft.CARRIES)
@@ -335,20 +338,36 @@ def test_lab6_box_hides_the_answers_and_what_carries_them(monkeypatch):
         with pytest.raises(RuntimeError, match="not available while lab6_dpo_hf is graded"):
             namespace[name]({"prefix": "x", "completions": [" a", " b"], "scores": [1.0, 0.0]})
     assert "record_to_pair" not in namespace  # the pairing is not imported from the data module
-    assert not any(callable(v) and getattr(v, "__name__", "").startswith("_dpo_defaults") for v in namespace.values())
+    assert namespace["positive_share"] is not None and namespace["quiet_console"].__doc__
+
+
+def test_lab6_graded_names_are_the_kits_answer_key():
+    """Every graded function of lab 6 has its kit version here or in plots.py (hidden while lab 6 is graded)."""
+    import nbformat
+
+    from autograder.answer_key import learner_names
+    from autograder.course import source_notebook
+    from rlhf_helpers import plots
+
+    nb = nbformat.read(source_notebook(REPO / "solutions", "lab6_dpo_hf"), as_version=4)
+    for name in learner_names(nb):
+        assert hasattr(ft, name) or hasattr(plots, name), name
 
 
 @pytest.mark.slow
 def test_full_recipe_lifts_the_positive_share(tmp_path):
-    """The lab's run: 150 steps of full fine-tuning lift the positive share clearly."""
+    """The lab's run: the default steps of full fine-tuning lift the positive share of samples clearly."""
     from rlhf_helpers.models import load_reward_pipeline
 
     dd = ft.prepare_datasets(load_raw_preference_records("train"), test_size=0.1, seed=0)
-    model, ref, tok = ft.load_dpo_models("tiny", device="cpu")
-    trainer = ft.build_dpo_trainer(model, tok, dd["train"], args=ft.make_dpo_config(str(tmp_path), disable_tqdm=True),
-                                   ref_model=ref)
+    model, ref, tok = ft.load_dpo_models(_policy_path(), "cpu")
+    trainer = ft.build_dpo_trainer(model, ref, tok, ft.make_dpo_config(str(tmp_path), disable_tqdm=True), dd["train"])
     trainer.train()
     prompts = [r["prefix"] for r in load_raw_preference_records("test")]
-    c = ft.compare_generations(ref, trainer.model, tok, load_reward_pipeline("tiny", device="cpu"), prompts)
-    assert c.reference_share < 0.6 and c.tuned_share > 0.85, (c.reference_share, c.tuned_share)
-    assert c.win_rate > 0.65
+    pipe = load_reward_pipeline("tiny", device="cpu")
+    model.eval()
+    ref_texts = [p + c for p, c in zip(prompts, ft.generate_completions(ref, tok, prompts, do_sample=True))]
+    tuned_texts = [p + c for p, c in zip(prompts, ft.generate_completions(model, tok, prompts, do_sample=True))]
+    before, after = ft.positive_share(pipe, ref_texts), ft.positive_share(pipe, tuned_texts)
+    assert before < 0.6 and after > 0.8, (before, after)
+    assert ft.reward_win_rate(pipe, ref_texts, tuned_texts) > 0.65
