@@ -141,6 +141,18 @@ def cmd_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the kit's speed; exit 1 when a lab is over its budget."""
+    from . import bench
+
+    report = bench.run(_solutions(args), Path(args.out), args.labs or None, args.repeats, args.busy,
+                       args.skip_blocks, args.skip_labs, args.skip_grading)
+    print(f"wrote {Path(args.out) / 'BENCHMARKS.md'} and benchmarks.json")
+    for problem in report.problems:
+        print(f"OVER BUDGET: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0
+
+
 def _due(text: str | None):
     """``--due``: a date and time (ISO 8601 or nbgrader's format); UTC unless it names a zone."""
     if not text:
@@ -238,7 +250,7 @@ def _friendly(func):
 
 
 def register(subparsers) -> None:
-    """Add ``release``, ``grade``, ``merge``, ``exchange`` and ``check`` to the ``rlhf-course`` command."""
+    """Add ``release``, ``grade``, ``merge``, ``exchange``, ``bench`` and ``check`` to the ``rlhf-course`` command."""
     p = subparsers.add_parser("release", help="regenerate the student copies labs/ from solutions/ (nbgrader)")
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
     p.add_argument("--labs", default=None, help="where to write the student copies (default: labs/ beside solutions/)")
@@ -282,6 +294,18 @@ def register(subparsers) -> None:
     p.add_argument("--no-owner-check", action="store_true",
                    help="collect: accept submissions not owned by the learner they name (single-user test hubs only)")
     p.set_defaults(func=_friendly(cmd_exchange))
+
+    p = subparsers.add_parser("bench", help="measure the kit's speed (labs, grading, PPO and DPO steps); "
+                                            "exit 1 when a lab is over its budget")
+    p.add_argument("--labs", nargs="*", default=None, metavar="LAB_ID", help="only these labs (default: all)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is reported (default 3)")
+    p.add_argument("--busy", action="store_true", help="also run each lab beside a process that keeps a core busy")
+    p.add_argument("--skip-blocks", action="store_true", help="skip the building blocks (world, sampling, PPO, DPO)")
+    p.add_argument("--skip-labs", action="store_true", help="skip running the labs top to bottom")
+    p.add_argument("--skip-grading", action="store_true", help="skip grading the labs")
+    p.add_argument("--out", default="bench-out", help="where BENCHMARKS.md and benchmarks.json go (default bench-out)")
+    p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
+    p.set_defaults(func=_friendly(cmd_bench))
 
     p = subparsers.add_parser("check", help="check your notebook as the grader would, hidden tests included")
     p.add_argument("notebook", metavar="NOTEBOOK", help="your lab notebook, e.g. labs/lab1_sampling/lab1_sampling.ipynb")
