@@ -106,7 +106,8 @@ def test_our_loss_equals_reward_trainer(tokenizer, pairs):
 # ----------------------------------------------------------------------------- lab 7's sandbox
 @pytest.mark.skipif(not LAB7.exists(), reason="lab 7 is not written yet")
 @pytest.mark.parametrize("module, hidden", [("reward_model", {"pairwise_loss", "pairwise_accuracy", "trl_reward_loss"}),
-                                            ("rloo_grpo", {"rloo_advantages", "grpo_advantages"})])
+                                            ("rloo_grpo", {"rloo_advantages", "grpo_advantages"}),
+                                            ("frontier", {"best_of_n_kl_bound"})])
 def test_lab7_box_hides_the_answers_and_only_them(module, hidden):
     """While lab 7 is graded, its graded functions (and trl_reward_loss, which returns TRL's value of the
     loss) are stubs in the box's copy of each of its modules; the helpers the lab calls are not."""
