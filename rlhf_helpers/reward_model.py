@@ -136,7 +136,7 @@ def reward_config(output_dir: str, **overrides: Any):
     """A ``trl.RewardConfig`` that trains a tiny reward model on a CPU in seconds.
 
     Defaults (each can be overridden): ``use_cpu`` when there is no GPU,
-    ``bf16=False``, ``gradient_checkpointing=False`` (TRL's defaults are slow on
+    ``bf16=False``, ``activation_checkpointing=False`` (TRL's defaults are slow on
     a CPU), ``learning_rate=1e-3``, batch 32, ``max_length=128``, no
     checkpoints, ``report_to="none"``, ``seed=0``, ``logging_steps=5``.
     """
@@ -145,7 +145,7 @@ def reward_config(output_dir: str, **overrides: Any):
     from rlhf_helpers.config import get_device
 
     on_cpu = get_device() == "cpu"
-    settings = dict(output_dir=output_dir, use_cpu=on_cpu, bf16=False, gradient_checkpointing=False,
+    settings = dict(output_dir=output_dir, use_cpu=on_cpu, bf16=False, activation_checkpointing=False,
                     learning_rate=1e-3, per_device_train_batch_size=32, per_device_eval_batch_size=64,
                     max_length=128, save_strategy="no", report_to="none", seed=0, logging_steps=5,
                     dataloader_pin_memory=not on_cpu)
