@@ -48,3 +48,21 @@ def test_cli_info_and_bad_profile(capsys):
     assert "profile: tiny" in capsys.readouterr().out
     assert main(["info", "--profile", "nope"]) == 2
     assert "Unknown profile" in capsys.readouterr().err
+
+
+def test_training_threads_runs_tiny_cpu_models_on_one_thread_and_restores_the_setting():
+    import torch
+
+    from rlhf_helpers.config import TINY_MODEL_PARAMETERS, training_threads
+
+    before = torch.get_num_threads()
+    tiny, other = torch.nn.Linear(4, 4), torch.nn.Linear(8, 2)
+    with training_threads(tiny, other) as threads:
+        assert threads == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), training_threads(tiny):
+        raise RuntimeError("a failing block still restores the threads")
+    assert torch.get_num_threads() == before
+    big = torch.nn.Embedding(TINY_MODEL_PARAMETERS // 4 + 1, 4)  # just over the line: torch's setting stays
+    with training_threads(tiny, big) as threads:
+        assert threads == before
