@@ -12,10 +12,10 @@
                   log-probs, entropy, masked statistics
 ``sampling``      lab 1: temperature, top-k, top-p, repetition penalty, decoding
 ``rewards``       lab 2: pipeline outputs to rewards, lengths, queries, rollouts
-``ppo``           lab 3: policy gradient, GAE, PPO losses and ``PPOTrainer``
+``ppo``           lab 3: policy gradient, GAE, PPO losses, the PPO step and ``PPOTrainer``
 ``kl``            lab 4: KL divergence, estimators, the regularised optimum
 ``dpo``           lab 5: implied reward, Bradley-Terry, the DPO loss
-``finetune``      lab 6: preference data and TRL's ``DPOTrainer`` around it
+``finetune``      lab 6: the Hugging Face DPO recipe (data, models, DPOTrainer, saving, generating)
 ``widgets``       the generation and beta explorers (ipywidgets)
 ``plots``         the labs' figures
 ``checks``        the checks test cells are made of (type, shape, value, hint)
