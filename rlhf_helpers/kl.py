@@ -22,7 +22,6 @@ whose maximiser over all distributions has the closed form
 ``beta_explorer_state``     what the beta widget shows for one beta (pure logic)
 ``response_logprobs``       log pi(y | x) of whole responses (from :mod:`rlhf_helpers.sequences`)
 ``evaluate_reward_and_kl``  sample from a tuned policy; its mean reward and KL to the reference
-``sweep_threads``           run a block (lab 4's beta sweep) with the CPU thread count that suits the model
 ==========================  ===========================================================
 
 The first four are the graded functions of lab 4; these are the kit's reference
@@ -37,8 +36,7 @@ so the notebook passes the learner's own. Nothing here seeds or changes global s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -60,7 +58,6 @@ __all__ = [
     "beta_explorer_state",
     "response_logprobs",
     "evaluate_reward_and_kl",
-    "sweep_threads",
 ]
 
 SUM_TOLERANCE = 1e-4
@@ -400,30 +397,3 @@ def evaluate_reward_and_kl(model: Any, ref_model: Any, tokenizer: Any, query_ten
     }
 
 
-TINY_MODEL_PARAMETERS = 10_000_000
-"""Below this many parameters a model counts as tiny for :func:`sweep_threads`."""
-
-
-@contextmanager
-def sweep_threads(model: Any) -> Iterator[int]:
-    """Run a block of training runs with the CPU thread count that suits ``model``; restore it after.
-
-    A tiny model's matrix products are too small to split between CPU threads: one
-    thread is as fast, and on a busy machine several threads spend their time waiting
-    for each other (about 10x slower on a shared 2-core machine, seen with lab 4's beta
-    sweep). So for a model on the CPU with fewer than :data:`TINY_MODEL_PARAMETERS`
-    parameters the block runs on one thread; a bigger model or a GPU keeps torch's
-    setting. The previous setting is restored even when the block raises.
-
-    Yields:
-        The number of threads the block runs with.
-    """
-    before = torch.get_num_threads()
-    params = sum(p.numel() for p in _unwrap(model).parameters())
-    on_cpu = next(_unwrap(model).parameters()).device.type == "cpu"
-    threads = 1 if on_cpu and params < TINY_MODEL_PARAMETERS else before
-    torch.set_num_threads(threads)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(before)

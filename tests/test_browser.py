@@ -211,3 +211,15 @@ def test_beta_slider_updates_bars(lab_server, page):
     page.wait_for_function("src => document.querySelector('.rlhf-beta-explorer img')?.src !== src", arg=before)
     shoot(page, "lab4-beta-0.05")
     assert page.locator(".rlhf-beta-explorer img").first.get_attribute("src") != before
+
+
+def test_lab7_trains_a_reward_model_in_jupyterlab(lab_server, page):
+    """Lab 7 opens and runs in JupyterLab up to TRL's RewardTrainer and its loss curve."""
+    if not (REPO / "labs" / "lab7_beyond_ppo").exists():
+        pytest.skip("no lab 7")
+    open_notebook(page, lab_server, "lab7_beyond_ppo/lab7_beyond_ppo.ipynb")
+    run_cells_until(page, "rm_trainer.train()")
+    cell = page.locator(f"{NOTEBOOK} .jp-Cell", has_text="rm_trainer.train()").first
+    cell.locator(".jp-OutputArea-output img").first.wait_for()  # the RewardTrainer loss plot
+    assert "Error" not in cell.locator(".jp-OutputArea").inner_text()  # the training cell itself ran clean
+    shoot(page, "lab7-reward-model")

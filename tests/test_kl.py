@@ -21,7 +21,6 @@ from rlhf_helpers.kl import (
     kl_estimators,
     optimal_policy,
     regularized_objective,
-    sweep_threads,
 )
 
 
@@ -396,14 +395,3 @@ def test_beta_explorer_works_before_the_learner_writes_their_functions():
     panel = beta_explorer(beta=1.0, policy_fn=optimal_policy)
     assert "until you write yours" in panel.explorer.info.value
     assert K.beta_explorer_state(beta=0.5, policy_fn=K.optimal_policy)["kit_fallback"] == []
-
-
-def test_sweep_threads_runs_a_tiny_cpu_model_on_one_thread_and_restores_the_setting():
-    tiny = torch.nn.Linear(4, 4)
-    before = torch.get_num_threads()
-    with sweep_threads(tiny) as threads:
-        assert threads == 1 and torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with pytest.raises(RuntimeError), sweep_threads(tiny):
-        raise RuntimeError("a failing run")
-    assert torch.get_num_threads() == before
