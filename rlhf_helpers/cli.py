@@ -1,7 +1,7 @@
 """The helper package's own subcommands of ``rlhf-course``.
 
     rlhf-course build-world [--out DIR] [--seed N]   rebuild the tiny model world
-    rlhf-course info                                 show the profile and what it loads
+    rlhf-course info                                 show the profile, what it loads, and the labs
 
 The ``rlhf-course`` command itself is the grader's (``autograder.cli``): it adds
 these with :func:`register`. ``python -m rlhf_helpers.cli`` runs them alone.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _cmd_build_world(args: argparse.Namespace) -> int:
@@ -29,7 +30,34 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"reward:  {profile.reward}")
     print(f"reviews: {profile.reviews}")
     print(f"device:  {get_device()}")
+    labs = course_labs()
+    if labs:
+        print(f"labs ({LABS_DIR}):")
+        for lab_id, title in labs:
+            print(f"  {lab_id:22} {title}")
     return 0
+
+
+LABS_DIR = Path(__file__).resolve().parents[1] / "labs"
+"""The learners' copies of the labs, beside the package (``make lab`` opens this folder)."""
+
+
+def course_labs(folder: Path = LABS_DIR) -> list[tuple[str, str]]:
+    """``(lab_id, title)`` of every lab under ``folder`` (``<lab_id>/<lab_id>.ipynb``), in order;
+    the title is the notebook's first heading."""
+    import json
+
+    found = []
+    for nb in sorted(folder.glob("*/*.ipynb")):
+        if nb.stem != nb.parent.name:
+            continue
+        try:
+            cells = json.loads(nb.read_text())["cells"]
+            first = "".join(cells[0]["source"]).strip().splitlines()[0] if cells else ""
+        except (ValueError, KeyError, IndexError):
+            first = ""
+        found.append((nb.stem, first.lstrip("# ").strip()))
+    return found
 
 
 def register(sub) -> None:
@@ -40,7 +68,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a few training steps only (for tests; gates not enforced)")
     p.set_defaults(func=_cmd_build_world)
 
-    p = sub.add_parser("info", help="show which profile, models and device the kit will use")
+    p = sub.add_parser("info", help="show which profile, models and device the kit will use, and the labs")
     p.add_argument("--profile", default=None, help="tiny or hub (default: $RLHF_COURSE_PROFILE or tiny)")
     p.set_defaults(func=_cmd_info)
 

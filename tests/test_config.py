@@ -66,3 +66,14 @@ def test_training_threads_runs_tiny_cpu_models_on_one_thread_and_restores_the_se
     big = torch.nn.Embedding(TINY_MODEL_PARAMETERS // 4 + 1, 4)  # just over the line: torch's setting stays
     with training_threads(tiny, big) as threads:
         assert threads == before
+
+
+def test_info_lists_every_lab_with_its_title(capsys):
+    from rlhf_helpers.cli import course_labs, main
+
+    labs = dict(course_labs())
+    assert "lab1_sampling" in labs and "lab7_beyond_ppo" in labs
+    assert labs["lab7_beyond_ppo"].startswith("Lab 7")
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert all(lab_id in out for lab_id in labs)
