@@ -54,7 +54,7 @@ from . import course as C
 from . import similarity
 from .sandbox import INSTALL_HINT, SandboxUnavailable, bwrap_path, probe, write_kernelspec
 from .worker import (RESULT_PREFIX, Record, Settings, Task, cell_kinds, forget,  # noqa: F401 (Settings: re-exported)
-                     kit_package)
+                     kit_package, register_students)
 
 WORKER_MARGIN_S = 180
 """Seconds a worker may take beyond a notebook's budget (kernel start, nbgrader, feedback)
@@ -225,6 +225,7 @@ def _grade_class(subs, out, solutions, settings, progress, workers, due) -> list
     results, todo = _resume(subs, out, known, source_digest, settings)
     if results and todo:
         progress(f"resuming: {len(results)} submission(s) already graded, {len(todo)} to go")
+    register_students(course, [s.student for s in todo])
     tasks = [Task(i, s.student, s.lab, str(s.notebook), str(course), str(out), settings, s.digest, source_digest[s.lab])
              for i, s in enumerate(todo)]
     results.update(_run_tasks(tasks, workers, course, settings.budget + WORKER_MARGIN_S, progress))

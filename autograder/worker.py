@@ -253,6 +253,17 @@ def _gradebook(course: Path):
     return Gradebook(C.db_url(course), "rlhf-course")
 
 
+def register_students(course: Path, students: list[str]) -> None:
+    """Add the class's students to the gradebook before any worker starts: two workers grading
+    one learner's two labs at once would otherwise both create the student, and one would fail
+    (sqlite3.IntegrityError: UNIQUE constraint failed: student.id)."""
+    if not students:
+        return
+    with _gradebook(course) as gb:
+        for student in sorted(set(students)):
+            gb.update_or_create_student(student)
+
+
 def forget(course: Path, lab: str, student: str) -> None:
     """Remove a submission's old grades, so a failure can never leave a stale score."""
     from nbgrader.api import MissingEntry

@@ -355,3 +355,32 @@ def test_a_worker_that_overruns_is_killed_and_the_class_goes_on(tmp_path, monkey
     with Gradebook(C.db_url(tmp_path / "out" / "course"), "rlhf-course") as gb:
         with pytest.raises(MissingEntry):
             gb.find_submission(LAB, "infinite_loop")  # no half-written score left behind
+
+
+def test_students_are_in_the_gradebook_before_any_worker_starts(tmp_path, monkeypatch):
+    """One learner's two labs graded at once by two workers must not both create the learner in
+    the gradebook (one failed with 'UNIQUE constraint failed: student.id'): the parent adds the
+    class's students first."""
+    import autograder.grading as G
+    from autograder.worker import Record, Settings
+    from nbgrader.api import Gradebook
+
+    if SANDBOX_PROBLEM:
+        pytest.skip(SANDBOX_PROBLEM)
+    solutions = tmp_path / "solutions"
+    for lab in ("fixlab", "fixlab2"):
+        shutil.copytree(SOLUTIONS / "fixlab", solutions / lab)
+        (solutions / lab / "fixlab.ipynb").rename(solutions / lab / f"{lab}.ipynb")
+        for student in ("good", "bob"):
+            (tmp_path / "subs" / student / lab).mkdir(parents=True)
+            shutil.copy(CLASS / "good" / LAB / f"{LAB}.ipynb", tmp_path / "subs" / student / lab / f"{lab}.ipynb")
+    seen = {}
+
+    def run_tasks(tasks, workers, course, hard_limit, progress):
+        with Gradebook(C.db_url(course), "rlhf-course") as gb:
+            seen["students"] = sorted(s.id for s in gb.students)
+        return {(t.student, t.lab): Record.failed(t.student, t.lab, "not run here") for t in tasks}
+
+    monkeypatch.setattr(G, "_run_tasks", run_tasks)
+    G.grade_class(tmp_path / "subs", tmp_path / "out", solutions, Settings(jobs=2), progress=lambda line: None)
+    assert seen["students"] == ["bob", "good"]
