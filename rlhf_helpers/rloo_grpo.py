@@ -202,10 +202,10 @@ def trl_logprobs(trainer: Any, model: Any, queries: Sequence[torch.Tensor], resp
         ``(trl, kit)``, each ``(N, R)`` float32 on the CPU, ``R`` the longest response; the responses
         are right-padded there (as TRL lays out completions), and entries past a response's end are 0.
     """
-    from rlhf_helpers.sequences import causal_lm_logprobs, pad_left
+    from rlhf_helpers.sequences import causal_lm_logprobs, pad_left, pad_right
 
     qs, qmask = pad_left(list(queries), pad_token_id)
-    rs, rmask = _pad_right(responses, pad_token_id)
+    rs, rmask = pad_right(responses, pad_token_id)
     ids = torch.cat([qs, rs], dim=1)
     attn = torch.cat([qmask, rmask], dim=1)
     device = next(model.parameters()).device
@@ -219,12 +219,3 @@ def trl_logprobs(trainer: Any, model: Any, queries: Sequence[torch.Tensor], resp
     finally:
         model.train(was_training)
     return trl * rmask, kit * rmask
-
-
-def _pad_right(seqs: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    n = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), n), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)], mask[i, :len(s)] = s, 1
-    return ids, mask

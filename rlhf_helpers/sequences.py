@@ -10,6 +10,7 @@ scores the tokens at shifted positions).
 =====================================================  ==============================================
 ``pad_token_id(tokenizer)``                             the pad id, else EOS (GPT-2 has no pad token)
 ``pad_left(sequences, pad_id)``                         ``(input_ids, attention_mask)``, each ``(B, L)``
+``pad_right(sequences, pad_id)``                        the same, padded on the right
 ``position_ids_from_attention_mask(mask)``              ``(mask.cumsum(-1) - 1).clamp(min=0)``
 ``logprobs_from_logits(logits, labels)``                ``log softmax(logits)[labels]``: ``(..., V), (...) -> (...)``
 ``causal_lm_logprobs(model, ids, mask, n)``             per-token log-probs of the last ``n`` tokens, ``(B, n)``
@@ -35,6 +36,7 @@ from rlhf_helpers import _args
 __all__ = [
     "pad_token_id",
     "pad_left",
+    "pad_right",
     "position_ids_from_attention_mask",
     "logprobs_from_logits",
     "causal_lm_logprobs",
@@ -61,10 +63,19 @@ def pad_token_id(tokenizer: Any) -> int:
 def pad_left(sequences: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad 1-D token tensors into ``(input_ids, attention_mask)``, each ``(B, L)`` ``torch.long``
     on the CPU (``torch.nn.utils.rnn.pad_sequence``); the mask is 1 on real tokens."""
+    return _pad(sequences, pad_id, "left")
+
+
+def pad_right(sequences: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`pad_left`, padding on the right (how TRL's trainers lay out completions)."""
+    return _pad(sequences, pad_id, "right")
+
+
+def _pad(sequences: Sequence[torch.Tensor], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
     seqs = [s.detach().to("cpu", torch.long) for s in sequences]
-    ids = pad_sequence(seqs, batch_first=True, padding_value=int(pad_id), padding_side="left")
+    ids = pad_sequence(seqs, batch_first=True, padding_value=int(pad_id), padding_side=side)
     ones = [torch.ones_like(s) for s in seqs]
-    return ids, pad_sequence(ones, batch_first=True, padding_value=0, padding_side="left")
+    return ids, pad_sequence(ones, batch_first=True, padding_value=0, padding_side=side)
 
 
 def position_ids_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:

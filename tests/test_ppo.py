@@ -489,10 +489,12 @@ def test_the_ground_floor_pads_left_and_scores_responses_like_one_by_one(policy)
     has alone (the one place the kit writes this), and the pad id falls back to EOS."""
     from types import SimpleNamespace
 
-    from rlhf_helpers.sequences import pad_left, pad_token_id, response_logprobs
+    from rlhf_helpers.sequences import pad_left, pad_right, pad_token_id, response_logprobs
 
     ids, mask = pad_left([torch.tensor([5, 6, 7]), torch.tensor([8])], 0)
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    ids, mask = pad_right([torch.tensor([5, 6, 7]), torch.tensor([8])], 0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert pad_token_id(SimpleNamespace(pad_token_id=None, eos_token_id=3)) == 3
     with pytest.raises(ValueError, match="pad_token"):
         pad_token_id(SimpleNamespace(pad_token_id=None, eos_token_id=None))
