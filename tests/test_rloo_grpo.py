@@ -8,6 +8,7 @@ import tempfile
 import pytest
 import torch
 
+from rlhf_helpers.config import training_threads
 from rlhf_helpers.rloo_grpo import HeldOutCurve, grpo_advantages, rl_config, rloo_advantages, trl_reward_func
 
 
@@ -97,12 +98,8 @@ def _one_generation(trainer_class, config_class, tiny_world, beta=0.0, **setting
                          max_completion_length=6, max_steps=1, beta=beta, learning_rate=1e-4, **settings)
         trainer = trainer_class(model=copy.deepcopy(model), reward_funcs=reward, args=args, train_dataset=prompts,
                                 processing_class=tok)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)   # a tiny model: one thread is fastest, and much faster on a busy machine
-        try:
+        with training_threads(model):  # a tiny model: one thread is fastest, and much faster on a busy machine
             trainer.train()
-        finally:
-            torch.set_num_threads(threads)
     return torch.tensor(returned), torch.tensor(list(trainer._logs["advantages"]))
 
 
