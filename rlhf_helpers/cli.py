@@ -2,6 +2,7 @@
 
     rlhf-course build-world [--out DIR] [--seed N]   rebuild the tiny model world
     rlhf-course info                                 show the profile, what it loads, and the labs
+    rlhf-course labels merge FILE... --out PATH       merge a class's lab 8 label files
 
 The ``rlhf-course`` command itself is the grader's (``autograder.cli``): it adds
 these with :func:`register`. ``python -m rlhf_helpers.cli`` runs them alone.
@@ -38,6 +39,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_labels(args: argparse.Namespace) -> int:
+    from rlhf_helpers import feedback
+
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such label file: {', '.join(missing)}")
+    report = feedback.merge_label_files(paths, task=args.task)
+    print(report.summary())
+    for problem in report.problems[:20]:
+        print(f"  skipped: {problem}")
+    if len(report.problems) > 20:
+        print(f"  ... and {len(report.problems) - 20} more")
+    if not report.rows:
+        print("no pair has a majority preference: nothing written", file=sys.stderr)
+        return 1
+    out = feedback.write_class_preferences(report, args.out)
+    print(f"wrote {len(report.rows)} preference rows to {out}; hand it out as class_preferences.jsonl in lab 8's folder")
+    return 0
+
+
 LABS_DIR = Path(__file__).resolve().parents[1] / "labs"
 """The learners' copies of the labs, beside the package (``make lab`` opens this folder)."""
 
@@ -61,7 +83,7 @@ def course_labs(folder: Path = LABS_DIR) -> list[tuple[str, str]]:
 
 
 def register(sub) -> None:
-    """Add ``build-world`` and ``info`` to an argparse subparsers object."""
+    """Add ``build-world``, ``info`` and ``labels`` to an argparse subparsers object."""
     p = sub.add_parser("build-world", help="rebuild the offline tiny model world from nothing")
     p.add_argument("--out", default=None, help="output folder (default: the package's world/ folder)")
     p.add_argument("--seed", type=int, default=0, help="seed for everything (default 0)")
@@ -71,6 +93,15 @@ def register(sub) -> None:
     p = sub.add_parser("info", help="show which profile, models and device the kit will use, and the labs")
     p.add_argument("--profile", default=None, help="tiny or hub (default: $RLHF_COURSE_PROFILE or tiny)")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("labels", help="merge a class's lab 8 label files into one preference set")
+    p.add_argument("action", choices=["merge"], help="merge: majority vote per pair, with duplicates, conflicts "
+                                                     "and agreement between labellers reported")
+    p.add_argument("files", nargs="+", metavar="FILE", help="labels.jsonl files (e.g. submitted/*/lab8_human_feedback/labels.jsonl)")
+    p.add_argument("--out", required=True, metavar="PATH", help="where the merged JSON Lines go (class_preferences.jsonl)")
+    p.add_argument("--task", default="preference", choices=["preference", "blind"],
+                   help="which labels to merge (default: preference)")
+    p.set_defaults(func=_cmd_labels)
 
 
 def build_parser() -> argparse.ArgumentParser:
