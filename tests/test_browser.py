@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,12 +45,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab_server(tmp_path_factory):
+def lab_root(tmp_path_factory) -> Path:
+    """The scratch root that `lab_server` serves: its ``labs/`` is a copy of the repo's, and a
+    notebook's kernel writes its files (a lab's labels.jsonl) beside the notebook there."""
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(REPO / "labs", root / "labs")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lab_server(lab_root):
     """`make lab` on a scratch copy of labs/, on its own port, with a known token."""
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium).")
-    root = tmp_path_factory.mktemp("lab")
-    shutil.copytree(REPO / "labs", root / "labs")
+    root = lab_root
     for rel, value in LAB_SETTINGS.items():
         path = root / "settings" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +132,11 @@ def open_notebook(page, url: str, rel: str) -> None:
     earlier test is restored behind it."""
     workspace = Path(rel).stem
     page.goto(f"{url}/lab/workspaces/{workspace}/tree/{rel}?reset&token={TOKEN}")
+    wait_for_notebook(page)
+
+
+def wait_for_notebook(page) -> None:
+    """Wait until the notebook in front shows its cells and its kernel is idle."""
     page.wait_for_selector(f"{NOTEBOOK} .jp-Cell")
     page.wait_for_function(
         "() => document.querySelector('.jp-Notebook-ExecutionIndicator')?.getAttribute('data-status') === 'idle'",
@@ -223,3 +237,95 @@ def test_lab7_trains_a_reward_model_in_jupyterlab(lab_server, page):
     cell.locator(".jp-OutputArea-output img").first.wait_for()  # the RewardTrainer loss plot
     assert "Error" not in cell.locator(".jp-OutputArea").inner_text()  # the training cell itself ran clean
     shoot(page, "lab7-reward-model")
+
+
+def test_lab8_labels_pairs_and_resumes_after_a_reload(lab_server, lab_root, page):
+    """Lab 8's labelling panel in JupyterLab: five labels by button and by key with an undo between them,
+    each in labels.jsonl at once; after a page reload the re-run cell resumes the count (the kernel kept);
+    then the blind comparison panel."""
+    from playwright.sync_api import expect
+
+    from rlhf_helpers.feedback import COUNTER_CLASS, PANEL_CLASS, read_label_file
+
+    rel = "lab8_human_feedback/lab8_human_feedback.ipynb"
+    if not (REPO / "labs" / rel).exists():
+        pytest.fail("labs/lab8_human_feedback is missing: release lab 8 first (rlhf-course release)")
+    folder = lab_root / "labs" / "lab8_human_feedback"
+    labels_file = folder / "labels.jsonl"
+    for name in ("labels.jsonl", "judgements.jsonl"):  # a learner's files copied from labs/ would skew the counts
+        (folder / name).unlink(missing_ok=True)
+    labeller_cell = "feedback.PairLabeller(pairs, store"
+    open_notebook(page, lab_server, rel)
+    run_cells_until(page, labeller_cell)
+
+    panel = page.locator(f".{PANEL_CLASS}").first
+    counter, status = panel.locator(f".{COUNTER_CLASS}"), panel.locator(".rlhf-label-status")
+    prompt = panel.locator(".widget-html", has_text="Prompt:")
+    wait = {"timeout": 30_000}  # a round trip to a busy kernel; expect's default is 5 s
+    expect(counter).to_have_text(re.compile(r"0 of \d+ labelled \(0 this session\)"), **wait)
+    total = int(re.search(r"of (\d+)", counter.inner_text()).group(1))
+    panel.scroll_into_view_if_needed()
+    first_a = panel.locator(".rlhf-completion-A").inner_text()
+
+    def then_shows(done: int, saved: str) -> None:
+        expect(counter).to_have_text(f"{done} of {total} labelled ({done} this session)", **wait)
+        expect(status).to_have_text(saved, **wait)
+
+    panel.locator(".rlhf-choice-A").click()
+    then_shows(1, "saved: A")
+    panel.locator(".rlhf-choice-B").click()
+    then_shows(2, "saved: B")
+    third = prompt.inner_text()
+    panel.locator(".rlhf-choice-tie").click()
+    then_shows(3, "saved: tie")
+    panel.locator(".rlhf-undo").click()
+    then_shows(2, "undone: tie")
+    expect(prompt).to_have_text(third, **wait)  # the undone pair shows again
+    # a key: ipyevents listens while the pointer is over the panel (it starts on the pointer entering it)
+    cells = page.locator(f"{NOTEBOOK} .jp-Cell")
+    n_cells = cells.count()
+    page.mouse.move(0, 0)
+    panel.hover(position={"x": 8, "y": 8})  # the title, not a button
+    page.keyboard.press("a")
+    then_shows(3, "saved: A")
+    expect(cells).to_have_count(n_cells)  # the panel kept the key: JupyterLab's `a` (insert a cell above) did not run
+    panel.locator(".rlhf-choice-skip").click()
+    then_shows(4, "saved: skip")
+    panel.locator(".rlhf-choice-B").click()
+    then_shows(5, "saved: B")
+    shoot(page, "lab8-labeller-5-labelled")
+
+    lines = [json.loads(line) for line in labels_file.read_text(encoding="utf-8").splitlines()]
+    assert [(r["kind"], r.get("choice")) for r in lines] == [
+        ("label", "A"), ("label", "B"), ("label", "tie"), ("undo", None), ("label", "A"), ("label", "skip"),
+        ("label", "B")], "labels.jsonl should hold each choice and the undo, one line each, in order"
+    assert lines[2]["pair_id"] == lines[3]["pair_id"] == lines[4]["pair_id"], "the undo, then the key, on the tied pair"
+    assert {r["labeller"] for r in lines} == {"me"}
+    assert lines[0]["completions"][lines[0]["shown_first"]].strip() in first_a, "shown_first names the text shown as A"
+    labels, problems, _ = read_label_file(labels_file)
+    assert problems == []
+    assert [r["choice"] for r in labels] == ["A", "B", "A", "skip", "B"]
+    assert len({r["pair_id"] for r in labels}) == 5
+    saved = labels_file.read_bytes()
+
+    # a reload keeps the kernel; the panel's cell alone runs again in it and resumes after the last label
+    page.reload()
+    wait_for_notebook(page)
+    cell = page.locator(f"{NOTEBOOK} .jp-Cell", has_text=labeller_cell).first
+    cell.locator(".jp-InputArea-prompt").first.click()
+    page.keyboard.press("Shift+Enter")
+    expect(counter).to_have_text(f"5 of {total} labelled (0 this session)", timeout=120_000)
+    expect(status).to_have_text("labels are saved to labels.jsonl", **wait)
+    panel.scroll_into_view_if_needed()
+    shoot(page, "lab8-labeller-resumed")
+    assert labels_file.read_bytes() == saved, "reopening the panel should write nothing"
+
+    run_cells_until(page, "blind_panel(model)")
+    blind = page.locator(f".{PANEL_CLASS}", has_text="Blind comparison")
+    expect(blind.locator(f".{COUNTER_CLASS}")).to_have_text(re.compile(r"0 of \d+ labelled \(0 this session\)"),
+                                                          **wait)
+    expect(blind.locator(".rlhf-completion-B")).not_to_have_text("", **wait)
+    blind.scroll_into_view_if_needed()
+    shoot(page, "lab8-blind-comparison")
+    assert "Error" not in page.locator(f"{NOTEBOOK} .jp-Cell", has_text="blind_panel(model)").first.locator(
+        ".jp-OutputArea").inner_text()
