@@ -7,8 +7,8 @@ is one setting::
 
     export RLHF_COURSE_PROFILE=hub   # or pass profile="hub" to the loaders
 
-Also the device (:func:`get_device`) and the CPU threads a block of training runs
-with (:func:`training_threads`).
+Also the device (:func:`get_device`) and the CPU threads the kit's models run with
+(:func:`settle_threads` for the whole kernel, :func:`training_threads` for a block).
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ PROFILE_ENV = "RLHF_COURSE_PROFILE"
 WORLD_ENV = "RLHF_COURSE_WORLD"
 """Environment variable that points the tiny profile at another world folder
 (the tests use it to load a freshly rebuilt world)."""
+
+THREADS_ENV = "RLHF_COURSE_THREADS"
+"""Environment variable that sets the CPU threads torch uses for the kit's models, overriding
+the tiny world's choice of one (e.g. ``RLHF_COURSE_THREADS=4`` on an idle many-core machine)."""
 
 PACKAGE_WORLD = Path(__file__).resolve().parent / "world"
 REBUILD_HINT = "Rebuild it with `rlhf-course build-world` (a few minutes on 2 cores)."
@@ -113,6 +117,35 @@ TINY_MODEL_PARAMETERS = 10_000_000
 """Below this many parameters a model counts as tiny for :func:`training_threads`."""
 
 
+def _threads_for(models: tuple, current: int) -> int:
+    """``$RLHF_COURSE_THREADS`` when set; else 1 when every model is a tiny one on the CPU; else ``current``."""
+    wanted = os.environ.get(THREADS_ENV, "").strip()
+    if wanted:
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise ValueError(f"{THREADS_ENV} should be a whole number of threads >= 1, got {wanted!r}")
+        return int(wanted)
+    sizes = [sum(p.numel() for p in m.parameters()) for m in models]
+    on_cpu = all(p.device.type == "cpu" for m in models for p in m.parameters())
+    return 1 if sizes and on_cpu and 0 < max(sizes) < TINY_MODEL_PARAMETERS else current
+
+
+def settle_threads(*models: Any) -> int:
+    """Set the kernel's CPU threads for the rest of the notebook to suit ``models``; return the number.
+
+    The loaders (:func:`rlhf_helpers.models.load_policy` and ``load_reward_pipeline``)
+    call it, so sampling, scoring and evaluation between the training blocks run with
+    the same deliberate choice as the blocks themselves: one thread for the tiny
+    world (see :func:`training_threads` for why), torch's own choice for a real course
+    model or a GPU, and ``$RLHF_COURSE_THREADS`` whenever it is set.
+    """
+    import torch
+
+    threads = _threads_for(models, torch.get_num_threads())
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads
+
+
 @contextmanager
 def training_threads(*models: Any) -> Iterator[int]:
     """Run a block (training, a sweep, sampling at length) with the CPU threads that suit ``models``.
@@ -123,7 +156,8 @@ def training_threads(*models: Any) -> Iterator[int]:
     23 s, and lab 6 almost 6 min instead of 1, on a 2-core laptop at load 4-5). So when
     every model is on the CPU and smaller than :data:`TINY_MODEL_PARAMETERS`, the
     block runs on one thread; otherwise (a real course model, a GPU) torch's setting
-    stays. The previous setting is restored even when the block raises.
+    stays; ``$RLHF_COURSE_THREADS``, when set, wins. The previous setting is restored
+    even when the block raises.
 
     Args:
         *models: the models the block trains or runs (a value-head wrapper counts its
@@ -135,9 +169,7 @@ def training_threads(*models: Any) -> Iterator[int]:
     import torch
 
     before = torch.get_num_threads()
-    sizes = [sum(p.numel() for p in m.parameters()) for m in models]
-    on_cpu = all(p.device.type == "cpu" for m in models for p in m.parameters())
-    threads = 1 if sizes and on_cpu and 0 < max(sizes) < TINY_MODEL_PARAMETERS else before
+    threads = _threads_for(models, before)
     torch.set_num_threads(threads)
     try:
         yield threads

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf_helpers.config import REBUILD_HINT, Profile, get_device, get_profile
+from rlhf_helpers.config import REBUILD_HINT, Profile, get_device, get_profile, settle_threads
 
 
 class WorldError(RuntimeError):
@@ -129,7 +129,9 @@ def load_policy(profile: str | Profile | None = None, device: str | None = None)
     tokenizer.padding_side = "left"
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.to(get_device(device)).eval(), tokenizer
+    model = model.to(get_device(device)).eval()
+    settle_threads(model)
+    return model, tokenizer
 
 
 def load_reward_pipeline(profile: str | Profile | None = None, device: str | None = None):
@@ -138,10 +140,14 @@ def load_reward_pipeline(profile: str | Profile | None = None, device: str | Non
     Its labels are ``NEGATIVE`` and ``POSITIVE``. Call it with ``top_k=None`` to
     get both scores per text (sorted by score, so select by label), and with
     ``function_to_apply="none"`` for raw logits.
+
+    Both loaders settle the kernel's CPU threads for the models they load
+    (:func:`rlhf_helpers.config.settle_threads`: one for the tiny world).
     """
     from transformers import AutoModelForSequenceClassification, pipeline
 
     model, tokenizer = _from_pretrained(get_profile(profile), "reward", AutoModelForSequenceClassification)
+    settle_threads(model.to(get_device(device)))
     return pipeline("sentiment-analysis", model=model.eval(), tokenizer=tokenizer, device=get_device(device))
 
 

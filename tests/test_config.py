@@ -68,6 +68,38 @@ def test_training_threads_runs_tiny_cpu_models_on_one_thread_and_restores_the_se
         assert threads == before
 
 
+def test_settle_threads_chooses_one_thread_for_the_tiny_world_unless_told(monkeypatch):
+    import torch
+
+    from rlhf_helpers.config import TINY_MODEL_PARAMETERS, settle_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert settle_threads(torch.nn.Linear(4, 4)) == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        assert settle_threads(torch.nn.Embedding(TINY_MODEL_PARAMETERS // 4 + 1, 4)) == 2  # a real model: unchanged
+        monkeypatch.setenv("RLHF_COURSE_THREADS", "3")
+        assert settle_threads(torch.nn.Linear(4, 4)) == 3 and torch.get_num_threads() == 3
+        monkeypatch.setenv("RLHF_COURSE_THREADS", "two")
+        with pytest.raises(ValueError, match="RLHF_COURSE_THREADS"):
+            settle_threads(torch.nn.Linear(4, 4))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_loading_the_tiny_world_settles_the_kernel_on_one_thread():
+    """Sampling and scoring between training blocks run as deliberately as the blocks (issue 17)."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(2); from rlhf_helpers.models import load_policy, load_reward_pipeline; "
+            "load_policy(); a = torch.get_num_threads(); torch.set_num_threads(2); load_reward_pipeline(); "
+            "print(a, torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]
+
+
 def test_info_lists_every_lab_with_its_title(capsys):
     from rlhf_helpers.cli import course_labs, main
 
