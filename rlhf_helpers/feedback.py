@@ -62,8 +62,8 @@ __all__ = [
     "merge_label_files", "write_class_preferences", "load_class_preferences", "fleiss_kappa",
 ]
 
-CARRIES = {"_kappa": ["cohens_kappa"], "_wilson": ["wilson_interval"], "_preferences": ["labels_to_preferences"]}
-"""Private helpers that do a lab-8 exercise's work (hidden with the answers while lab 8 is graded)."""
+CARRIES: dict[str, list[str]] = {}
+"""Helpers that do a graded function's work under another name (none here: the graded ones do their own)."""
 
 CHOICES = ("A", "B", "tie", "skip")
 KEYS = {"a": "A", "b": "B", "t": "tie", "s": "skip"}
@@ -489,7 +489,8 @@ def choice_counts(labels: Iterable[dict]) -> Counter:
     return Counter(r["choice"] for r in labels)
 
 
-def _preferences(labels: Sequence[dict]) -> list[dict]:
+def labels_to_preferences(labels: Sequence[dict]) -> list[dict]:
+    """``{"prompt", "chosen", "rejected"}`` rows from labels, ties and skips left out (the kit's answer to lab 8)."""
     rows = []
     for r in labels:
         if r["choice"] not in ("A", "B"):
@@ -497,11 +498,6 @@ def _preferences(labels: Sequence[dict]) -> list[dict]:
         win = r["shown_first"] if r["choice"] == "A" else 1 - r["shown_first"]
         rows.append({"prompt": r["prompt"], "chosen": r["completions"][win], "rejected": r["completions"][1 - win]})
     return rows
-
-
-def labels_to_preferences(labels: Sequence[dict]) -> list[dict]:
-    """``{"prompt", "chosen", "rejected"}`` rows from labels, ties and skips left out (the kit's answer to lab 8)."""
-    return _preferences(labels)
 
 
 def top_up(human: Sequence[dict], classifier: Sequence[dict], minimum: int, seed: int = 0) -> tuple[list[dict], dict]:
@@ -522,7 +518,8 @@ def top_up(human: Sequence[dict], classifier: Sequence[dict], minimum: int, seed
     return rows, {"human": len(human), "classifier": len(picked)}
 
 
-def _kappa(a: Sequence, b: Sequence) -> float:
+def cohens_kappa(a: Sequence, b: Sequence) -> float:
+    """Cohen's kappa of two raters' labels of the same items (the kit's answer to lab 8)."""
     if len(a) != len(b):
         raise ValueError(f"cohens_kappa needs two label lists of one length, got {len(a)} and {len(b)}")
     if not a:
@@ -534,11 +531,6 @@ def _kappa(a: Sequence, b: Sequence) -> float:
     if expected == 1.0:
         return float("nan")
     return (observed - expected) / (1.0 - expected)
-
-
-def cohens_kappa(a: Sequence, b: Sequence) -> float:
-    """Cohen's kappa of two raters' labels of the same items (the kit's answer to lab 8)."""
-    return _kappa(a, b)
 
 
 def bootstrap_interval(statistic: Callable[..., float], *columns: Sequence, n_boot: int = 2000, level: float = 0.95,
@@ -568,7 +560,8 @@ def bootstrap_interval(statistic: Callable[..., float], *columns: Sequence, n_bo
     return float(lo), float(hi)
 
 
-def _wilson(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (the kit's answer to lab 8)."""
     if n <= 0:
         raise ValueError(f"wilson_interval needs n > 0, got {n}")
     if not 0 <= successes <= n:
@@ -577,11 +570,6 @@ def _wilson(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (the kit's answer to lab 8)."""
-    return _wilson(successes, n, z)
 
 
 def pair_scores(reward_pipeline, labels: Sequence[dict], batch_size: int = 64) -> list[tuple[float, float]]:

@@ -236,6 +236,28 @@ def test_bootstrap_interval_brackets_the_statistic():
     assert F.bootstrap_interval(F.cohens_kappa, a, b, n_boot=300) == (low, high)  # seeded
 
 
+def test_lab8_box_hides_the_graded_functions_and_nothing_else_does_their_work(monkeypatch):
+    """In lab 8's grading sandbox the three graded functions are stubs (no private twin does their work
+    under another name: CARRIES is empty); the statistics the lab calls itself still work."""
+    import inspect
+    import types
+
+    from autograder.answer_key import stub_module
+
+    graded = {"labels_to_preferences", "cohens_kappa", "wilson_interval"}
+    boxed, replaced = stub_module(inspect.getsource(F), graded, "lab8_human_feedback", "rlhf_helpers.feedback")
+    assert set(replaced) == graded | set(F.CARRIES) == graded
+    module = types.ModuleType("boxed_feedback")
+    module.__file__ = F.__file__  # the recorded labels are found beside it
+    monkeypatch.setitem(sys.modules, "boxed_feedback", module)
+    exec(compile(boxed, "boxed_feedback", "exec"), module.__dict__)  # noqa: S102 - the kit's own source
+    for name in graded:
+        with pytest.raises(RuntimeError, match="not available while lab8_human_feedback is graded"):
+            getattr(module, name)([], [])
+    assert module.fleiss_kappa([["a", "a"], ["b", "b"]]) == pytest.approx(1.0)
+    assert module.bootstrap_interval(lambda x: sum(x) / len(x), [0, 1] * 10, n_boot=50)[0] < 0.5
+
+
 def test_judged_and_classifier_wins_on_the_same_pairs():
     pairs = F.blind_pairs(["p1", "p2", "p3", "p4"], [" bad", " bad", " good", " meh"], [" good", " good!", " bad", " meh!"])
     fake = FakeSentimentPipeline({f"{p}{c}": (0.9 if c.startswith(" good") else 0.1 if c == " bad" else 0.5)
