@@ -57,8 +57,8 @@ from typing import Any
 __all__ = [
     "CHOICES", "RECORDED_LABELS", "model_checksum", "pair_id", "sample_pairs", "blind_pairs", "LabelStore",
     "read_label_file", "PairLabeller", "labels_to_preferences", "choice_counts", "top_up", "cohens_kappa",
-    "bootstrap_interval", "wilson_interval", "pair_scores", "classifier_preferences", "classifier_tally",
-    "judged_wins", "win_rate", "MergeReport",
+    "bootstrap_interval", "wilson_interval", "pair_scores", "preferred_from_scores", "classifier_preferences",
+    "classifier_tally", "judged_wins", "win_rate", "MergeReport",
     "merge_label_files", "write_class_preferences", "load_class_preferences", "fleiss_kappa",
 ]
 
@@ -584,9 +584,18 @@ def pair_scores(reward_pipeline, labels: Sequence[dict], batch_size: int = 64) -
     return [(scores[i], scores[i + 1]) for i in range(0, len(scores), 2)]
 
 
+def preferred_from_scores(scores: Iterable[tuple[float, float]]) -> list[int | None]:
+    """For each pair's ``(s0, s1)`` (as :func:`pair_scores` gives them), the index of the higher (None on a tie):
+    the classifier's choice, comparable with a label's ``preferred``."""
+    return [None if s0 == s1 else int(s1 > s0) for s0, s1 in scores]
+
+
 def classifier_preferences(reward_pipeline, labels: Sequence[dict]) -> list[int | None]:
-    """For each label's pair, the index of the completion the classifier scores higher (None on a tie)."""
-    return [None if s0 == s1 else int(s1 > s0) for s0, s1 in pair_scores(reward_pipeline, labels)]
+    """For each label's pair, the index of the completion the classifier scores higher (None on a tie).
+
+    When the scores are needed too, call :func:`pair_scores` once and :func:`preferred_from_scores` on them.
+    """
+    return preferred_from_scores(pair_scores(reward_pipeline, labels))
 
 
 def classifier_tally(reward_pipeline, labels: Sequence[dict], model: str = "tuned") -> dict[str, int]:

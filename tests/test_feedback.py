@@ -271,6 +271,18 @@ def test_judged_and_classifier_wins_on_the_same_pairs():
     assert F.win_rate({"wins": 2, "losses": 1, "ties": 1}) == (pytest.approx(0.625), 4)
 
 
+def test_classifier_preferences_from_scores_computed_once():
+    """The lab scores the pairs once (it shows the scores) and turns them into the classifier's choices;
+    classifier_preferences gives the same choices in one call."""
+    labels = [F._pair("p", [" good", " bad"]), F._pair("q", [" bad", " good"]), F._pair("r", [" meh", " meh!"])]
+    fake = FakeSentimentPipeline({"p good": 0.9, "p bad": 0.1, "q bad": 0.2, "q good": 0.8})  # r: 0.5 and 0.5
+    scores = F.pair_scores(fake, labels)
+    assert scores == [pytest.approx(s) for s in ((0.9, 0.1), (0.2, 0.8), (0.5, 0.5))]
+    assert F.preferred_from_scores(scores) == [0, 1, None]  # the index in completions, None on a tie
+    assert F.classifier_preferences(fake, labels) == [0, 1, None]
+    assert F.preferred_from_scores([]) == []
+
+
 def test_model_checksum_changes_with_the_weights():
     model = torch.nn.Linear(3, 2)
     before = F.model_checksum(model)
