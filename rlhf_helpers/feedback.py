@@ -203,8 +203,8 @@ def _replay(path: Path) -> tuple[list[dict], list[str], dict | None, int]:
     if not path.exists():
         return [], [], None, 0
     relabels = 0
-    current: dict[tuple[str, str], dict] = {}
-    history: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    # per (pair, labeller), its labels not undone, oldest first; the keys in the order their latest label was made
+    standing: dict[tuple[str, str], list[dict]] = {}
     problems: list[str] = []
     header = None
     with path.open(encoding="utf-8", errors="replace") as f:
@@ -225,19 +225,16 @@ def _replay(path: Path) -> tuple[list[dict], list[str], dict | None, int]:
                 continue
             key = (row["pair_id"], str(row.get("labeller", "")))
             if row["kind"] == "undo":
-                if history[key]:
-                    history[key].pop()
-                if history[key]:
-                    current[key] = history[key][-1]
-                else:
-                    current.pop(key, None)
+                if key in standing:
+                    standing[key].pop()
+                    if not standing[key]:
+                        del standing[key]
                 continue
             row.setdefault("preferred", _preferred_index(row))
-            relabels += bool(history[key])
-            history[key].append(row)
-            current.pop(key, None)  # a relabel moves to the end
-            current[key] = row
-    return list(current.values()), problems, header, relabels
+            stack = standing.pop(key, [])  # a relabel moves to the end
+            relabels += bool(stack)
+            standing[key] = stack + [row]
+    return [stack[-1] for stack in standing.values()], problems, header, relabels
 
 
 def _preferred_index(row: dict) -> int | None:

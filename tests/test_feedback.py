@@ -51,6 +51,31 @@ def test_undo_is_appended_and_replayed(tmp_path):
     assert _store(tmp_path).undo() is None
 
 
+def test_undoing_a_relabel_brings_back_the_earlier_label(tmp_path):
+    """A relabel replaces the pair's label and moves it to the end; its undo lets the earlier label stand
+    again (there); an undo of nothing changes nothing. The store's labels always match the file's."""
+    store = _store(tmp_path)
+    p0, p1 = (p["pair_id"] for p in _pairs(2))
+
+    def standing():
+        labels, problems, _ = F.read_label_file(tmp_path / "labels.jsonl")
+        assert not problems
+        assert [(r["pair_id"], r["choice"]) for r in store.mine()] == [(r["pair_id"], r["choice"]) for r in labels]
+        return [(r["pair_id"], r["choice"]) for r in labels]
+
+    store.add(_pairs()[0], 0, "A")
+    store.add(_pairs()[1], 0, "A")
+    store.add(_pairs()[0], 0, "B")
+    assert standing() == [(p1, "A"), (p0, "B")]
+    with (tmp_path / "labels.jsonl").open("a") as f:  # an undo of a pair ada never labelled
+        f.write(json.dumps({"kind": "undo", "pair_id": "never", "labeller": "ada"}) + "\n")
+    assert standing() == [(p1, "A"), (p0, "B")]
+    assert store.undo()["choice"] == "B" and standing() == [(p1, "A"), (p0, "A")]
+    assert store.undo()["pair_id"] == p0 and standing() == [(p1, "A")]
+    assert store.undo()["pair_id"] == p1 and standing() == []
+    assert store.undo() is None and standing() == []
+
+
 def test_a_corrupt_line_is_reported_and_skipped_and_the_rest_kept(tmp_path):
     store = _store(tmp_path)
     pairs = _pairs()
