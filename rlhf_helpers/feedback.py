@@ -192,19 +192,45 @@ def read_label_file(path: str | Path, warn: bool = True) -> tuple[list[dict], li
     Returns:
         ``(labels, problems, header)``: labels in the order they were made.
     """
-    labels, problems, header, _ = _replay(Path(path))
+    standing, problems, header, _ = _replay(Path(path))
     if problems and warn:
-        warnings.warn(f"{len(problems)} line(s) of {path} skipped:\n  " + "\n  ".join(problems[:10]), stacklevel=2)
-    return labels, problems, header
+        warnings.warn(_skipped(path, problems), stacklevel=2)
+    return _on_top(standing), problems, header
 
 
-def _replay(path: Path) -> tuple[list[dict], list[str], dict | None, int]:
+def _skipped(path: str | Path, problems: list[str]) -> str:
+    return f"{len(problems)} line(s) of {path} skipped:\n  " + "\n  ".join(problems[:10])
+
+
+_Standing = dict[tuple[str, str], list[dict]]
+"""Per (pair_id, labeller), the labels not undone, oldest first; keys in the order their latest label was made."""
+
+
+def _stand(standing: _Standing, row: dict) -> bool:
+    """Apply a label or undo line to ``standing``; True when a label replaced an earlier one of the same key."""
+    key = (row["pair_id"], str(row.get("labeller", "")))
+    if row["kind"] == "undo":
+        if key in standing:
+            standing[key].pop()
+            if not standing[key]:
+                del standing[key]
+        return False
+    stack = standing.pop(key, [])  # a relabel moves to the end
+    standing[key] = stack + [row]
+    return bool(stack)
+
+
+def _on_top(standing: _Standing) -> list[dict]:
+    """The labels that stand, in the order they were made."""
+    return [stack[-1] for stack in standing.values()]
+
+
+def _replay(path: Path) -> tuple[_Standing, list[str], dict | None, int]:
     """:func:`read_label_file`'s work, and how many labels were replaced by a later one of the same pair and labeller."""
+    standing: _Standing = {}
     if not path.exists():
-        return [], [], None, 0
+        return standing, [], None, 0
     relabels = 0
-    # per (pair, labeller), its labels not undone, oldest first; the keys in the order their latest label was made
-    standing: dict[tuple[str, str], list[dict]] = {}
     problems: list[str] = []
     header = None
     with path.open(encoding="utf-8", errors="replace") as f:
@@ -223,18 +249,10 @@ def _replay(path: Path) -> tuple[list[dict], list[str], dict | None, int]:
             if row["kind"] == "header":
                 header = header or row
                 continue
-            key = (row["pair_id"], str(row.get("labeller", "")))
-            if row["kind"] == "undo":
-                if key in standing:
-                    standing[key].pop()
-                    if not standing[key]:
-                        del standing[key]
-                continue
-            row.setdefault("preferred", _preferred_index(row))
-            stack = standing.pop(key, [])  # a relabel moves to the end
-            relabels += bool(stack)
-            standing[key] = stack + [row]
-    return [stack[-1] for stack in standing.values()], problems, header, relabels
+            if row["kind"] == "label":
+                row.setdefault("preferred", _preferred_index(row))
+            relabels += _stand(standing, row)
+    return standing, problems, header, relabels
 
 
 def _preferred_index(row: dict) -> int | None:
@@ -267,7 +285,9 @@ class LabelStore:
 
     def reload(self) -> None:
         """Read the file again (labels of every labeller in it are kept; :meth:`mine` filters)."""
-        self._labels, self.problems, self.header = read_label_file(self.path)
+        self._standing, self.problems, self.header, _ = _replay(self.path)
+        if self.problems:
+            warnings.warn(_skipped(self.path, self.problems))
 
     def _append(self, row: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,8 +314,7 @@ class LabelStore:
                "sampling": pair.get("sampling"), "sources": pair.get("sources"), "task": pair.get("task", "preference")}
         row["preferred"] = _preferred_index(row)
         self._append(row)
-        self._labels = [r for r in self._labels if (r["pair_id"], r["labeller"]) != (row["pair_id"], self.labeller)]
-        self._labels.append(row)
+        _stand(self._standing, row)
         return row
 
     def undo(self) -> dict | None:
@@ -304,13 +323,14 @@ class LabelStore:
         if not mine:
             return None
         last = mine[-1]
-        self._append({"kind": "undo", "pair_id": last["pair_id"], "labeller": self.labeller, "time": _now()})
-        self.reload()
+        row = {"kind": "undo", "pair_id": last["pair_id"], "labeller": self.labeller, "time": _now()}
+        self._append(row)
+        _stand(self._standing, row)  # as a replay of the file would: an earlier label of the pair may stand again
         return last
 
     def mine(self) -> list[dict]:
         """This labeller's labels, oldest first."""
-        return [r for r in self._labels if r["labeller"] == self.labeller]
+        return [r for r in _on_top(self._standing) if r["labeller"] == self.labeller]
 
     def labelled_ids(self) -> set[str]:
         return {r["pair_id"] for r in self.mine()}
@@ -691,10 +711,10 @@ def merge_label_files(paths: Sequence[str | Path], task: str = "preference") -> 
     report = MergeReport(files=len(paths))
     by_pair: dict[str, dict[str, dict]] = defaultdict(dict)
     for path in paths:
-        labels, problems, _, relabels = _replay(Path(path))
+        standing, problems, _, relabels = _replay(Path(path))
         report.problems += problems
         report.duplicates += relabels
-        for r in labels:
+        for r in _on_top(standing):
             if r.get("task", "preference") != task:
                 continue
             report.duplicates += r["labeller"] in by_pair[r["pair_id"]]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -88,6 +89,12 @@ def test_a_corrupt_line_is_reported_and_skipped_and_the_rest_kept(tmp_path):
         labels, problems, _ = F.read_label_file(tmp_path / "labels.jsonl")
     assert [r["pair_id"] for r in labels] == [pairs[0]["pair_id"], pairs[1]["pair_id"]]
     assert "line 2" in problems[0] and "not valid JSON" in problems[0] and "line 3" in problems[1]
+    with pytest.warns(UserWarning, match="2 line"):  # a store opened on the file says so once
+        reopened = _store(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an undo does not read the file again, nor warn again
+        assert reopened.undo()["pair_id"] == pairs[1]["pair_id"]
+    assert [r["pair_id"] for r in reopened.mine()] == [pairs[0]["pair_id"]] and len(reopened.problems) == 2
 
 
 def test_a_write_cut_short_by_a_killed_process_does_not_swallow_the_next_label(tmp_path):
