@@ -291,12 +291,11 @@ class LabelStore:
 
     def _append(self, row: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as f:
+        with self.path.open("a+b") as f:  # writes go to the end whatever was read
             if f.tell() > 0:  # a line cut short by a killed process must not swallow this one
-                with self.path.open("rb") as r:
-                    r.seek(-1, os.SEEK_END)
-                    if r.read(1) != b"\n":
-                        f.write(b"\n")
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
             f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
