@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from . import course as C
+from .peers import METHODS as PEER_METHODS
 
 
 def _solutions(args) -> Path:
@@ -145,8 +146,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the kit's speed; exit 1 when a lab is over its budget."""
     from . import bench
 
+    peers = None
+    if args.peers:
+        peers = {"seeds": args.peer_seeds, "seconds": args.peer_seconds, "threads": args.peer_threads,
+                 "methods": tuple(args.peer_methods), "env": Path(args.peer_env) if args.peer_env else None}
     report = bench.run(_solutions(args), Path(args.out), args.labs or None, args.repeats, args.busy,
-                       args.skip_blocks, args.skip_labs, args.skip_grading)
+                       args.skip_blocks, args.skip_labs, args.skip_grading, peers=peers)
     print(f"wrote {Path(args.out) / 'BENCHMARKS.md'} and benchmarks.json")
     for problem in report.problems:
         print(f"OVER BUDGET: {problem}", file=sys.stderr)
@@ -303,6 +308,17 @@ def register(subparsers) -> None:
     p.add_argument("--skip-blocks", action="store_true", help="skip the building blocks (world, sampling, PPO, DPO)")
     p.add_argument("--skip-labs", action="store_true", help="skip running the labs top to bottom")
     p.add_argument("--skip-grading", action="store_true", help="skip grading the labs")
+    p.add_argument("--peers", action="store_true", help="also train the kit's PPO beside classic TRL PPO "
+                   "(trl 0.11.4, in an environment created once from the package registry), TRL's RLOO and GRPO, "
+                   "and lab 6's DPO, interleaved over seeds")
+    p.add_argument("--peer-seeds", type=int, default=3, help="seeds per method (default 3)")
+    p.add_argument("--peer-seconds", type=float, default=60.0, help="seconds of training per run (default 60)")
+    p.add_argument("--peer-threads", type=int, default=1, help="torch threads of every run (default 1, the kit's "
+                   "choice for the tiny world)")
+    p.add_argument("--peer-methods", nargs="+", default=list(PEER_METHODS), choices=PEER_METHODS,
+                   help="which methods (default all)")
+    p.add_argument("--peer-env", default=None, help="the classic-TRL environment's folder "
+                   "(default ~/.cache/rlhf-course/peers-venv)")
     p.add_argument("--out", default="bench-out", help="where BENCHMARKS.md and benchmarks.json go (default bench-out)")
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
     p.set_defaults(func=_friendly(cmd_bench))

@@ -15,6 +15,7 @@ from autograder import bench
 
 def test_budgets():
     assert bench.budget("lab3_ppo") == 60 and bench.budget("lab7_beyond_ppo") == 120
+    assert bench.graded_budget("lab3_ppo") == 90 and bench.graded_budget("lab7_beyond_ppo") == 180
 
 
 def test_over_budget_labs_are_reported():
@@ -22,11 +23,13 @@ def test_over_budget_labs_are_reported():
                                    "python": "3.11", "versions": {"torch": "2.13.0"}, "platform": "p"})
     report.labs = {"lab1_sampling": {"alone_s": 30.0, "alone_runs_s": [30.0], "budget_s": 60, "busy_s": 75.0},
                    "lab4_kl_beta": {"alone_s": 61.0, "alone_runs_s": [61.0], "budget_s": 60}}
-    report.grading = {"lab6_dpo_hf": {"jobs2": {"wall_s": 100.0, "submission_s": {"solution": 95.0, "blank": 10.0}}}}
+    report.grading = {"lab6_dpo_hf": {"jobs2": {"wall_s": 100.0, "submission_s": {"solution": 95.0, "blank": 10.0}}},
+                      "lab7_beyond_ppo": {"jobs2": {"wall_s": 150.0, "submission_s": {"solution": 133.0}}}}
     bench.check(report)
     text = "\n".join(report.problems)
     assert "lab4_kl_beta: 61.0 s" in text and "lab1_sampling: 75.0 s beside a busy process" in text
-    assert "lab6_dpo_hf: graded with --jobs 2, {'solution': 95.0}" in text
+    assert "lab6_dpo_hf: graded with --jobs 2, {'solution': 95.0} s per submission, over 90 s" in text
+    assert "lab7" not in text, "lab 7 graded in 133 s is within its 180 s"
     assert "OVER BUDGET" in bench.markdown(report)
 
 
