@@ -27,7 +27,7 @@ environment of its own, created once from the package registry), TRL's RLOO
 and GRPO, and lab 6's DPO, on one task, interleaved over seeds
 (:mod:`autograder.peers`)::
 
-    rlhf-course bench --skip-labs --skip-grading --peers            # 3 seeds x 60 s each: about 20 minutes
+    rlhf-course bench --skip-labs --skip-grading --peers            # 3 seeds x 60 s each: about 25 minutes
 """
 
 from __future__ import annotations
