@@ -148,6 +148,9 @@ def run_cells_until(page, marker: str) -> None:
     including the first cell whose source contains ``marker``. Unanswered exercises
     raise in the student copy; running cell by cell carries on past them."""
     cells = page.locator(f"{NOTEBOOK} .jp-Cell")
+    # JupyterLab draws the cells below the first screen a moment after the notebook opens
+    page.wait_for_function(f"m => [...document.querySelectorAll('{NOTEBOOK} .jp-Cell .jp-InputArea-editor')]"
+                           ".some(e => e.innerText.includes(m))", arg=marker, timeout=60_000)
     sources = cells.evaluate_all("els => els.map(e => e.querySelector('.jp-InputArea-editor')?.innerText || '')")
     target = next((i for i, s in enumerate(sources) if marker in s), None)
     assert target is not None, f"no cell contains {marker!r}"
