@@ -148,7 +148,8 @@ class PPOConfig:
     batch_size: int = field(default=64, metadata={"help": "rollouts per PPO step (queries passed to step())."})
     mini_batch_size: int = field(default=16, metadata={
         "help": "rollouts per gradient step; each epoch shuffles the batch into batch_size / mini_batch_size minibatches."})
-    ppo_epochs: int = field(default=4, metadata={"help": "passes over each batch of rollouts (K in the PPO paper)."})
+    ppo_epochs: int = field(default=2, metadata={
+        "help": "passes over each batch of rollouts (K in the PPO paper; classic TRL used 4: docs/BENCHMARKS.md)."})
     gamma: float = field(default=1.0, metadata={"help": "discount factor of GAE (1: no discount within a response)."})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda: 0 = one-step TD advantages, 1 = Monte Carlo."})
     cliprange: float = field(default=0.2, metadata={

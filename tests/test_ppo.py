@@ -32,7 +32,7 @@ T = torch.tensor
 # ----------------------------------------------------------------------------- config
 def test_config_defaults_and_help():
     cfg = PPOConfig()
-    assert (cfg.batch_size, cfg.mini_batch_size, cfg.ppo_epochs) == (64, 16, 4)
+    assert (cfg.batch_size, cfg.mini_batch_size, cfg.ppo_epochs) == (64, 16, 2)
     assert (cfg.gamma, cfg.lam, cfg.cliprange, cfg.kl_coef) == (1.0, 0.95, 0.2, 0.2)
     text = PPOConfig.help()
     for name in ("learning_rate", "batch_size", "mini_batch_size", "ppo_epochs", "gamma", "lam", "cliprange",
