@@ -278,8 +278,8 @@ def markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-PEER_NAMES = {"kit_ppo": "PPO, the kit", "trl011_ppo": "PPO, TRL 0.11", "rloo": "RLOO, TRL 1.16",
-              "grpo": "GRPO, TRL 1.16", "dpo": "DPO, TRL 1.16 (lab 6)"}
+PEER_NAMES = {"kit_ppo": "PPO, the kit", "trl011_ppo": "PPO, TRL 0.11", "trl011_ppo_2ep": "PPO, TRL 0.11, 2 epochs",
+              "rloo": "RLOO, TRL 1.16", "grpo": "GRPO, TRL 1.16", "dpo": "DPO, TRL 1.16 (lab 6)"}
 
 
 def _spread(stat: dict, unit: str = "") -> str:
@@ -299,6 +299,9 @@ def peers_markdown(peers: dict) -> list[str]:
              f"{s['beta']}, {s['batch']} responses of at most {s['response_tokens']} tokens per rollout batch "
              f"(RLOO/GRPO: {s['k']} per prompt), learning rates PPO {s['ppo_lr']:g}, RLOO/GRPO {s['trl_lr']:g}, "
              f"DPO {s['dpo_lr']:g}; evaluated by one function on the same {s['held_out']} held-out queries. "
+             + (f"PPO runs {s['ppo_epochs']['kit']} epochs of 4 minibatches per batch in the kit and "
+                f"{s['ppo_epochs']['trl011']} (its default) in TRL 0.11, unless its row says otherwise. "
+                if "ppo_epochs" in s else "") +
              "Median over seeds (min-max); a rollout batch is one PPO step, or four optimiser steps of "
              "RLOO/GRPO; DPO counts optimiser steps of 16 pairs and its target share is 0.95.", "",
              f"| method | time to target share | share at the end | reward at the end | KL at the end (nats) "
@@ -315,8 +318,9 @@ def peers_markdown(peers: dict) -> list[str]:
                      f"| {_spread(st['batches_per_s'])} | {ratio.get('batches_per_s', '-')} "
                      f"| {_spread(st['peak_rss_mb'])} |")
     versions = {m: r["versions"] for m, r in peers["summary"].items() if "versions" in r}
-    if "trl011_ppo" in versions:
-        v = versions["trl011_ppo"]
+    classic = [m for m in ("trl011_ppo", "trl011_ppo_2ep") if m in versions]
+    if classic:
+        v = versions[classic[0]]
         lines += ["", f"Classic TRL PPO ran with trl {v['trl']}, transformers {v['transformers']}, torch {v['torch']}."]
     return lines + [""]
 

@@ -5,15 +5,18 @@ classifier's raw POSITIVE logit), from the same training queries, with the same
 response length, samples per rollout batch and KL coefficient, and every method is
 evaluated by the same code (:func:`evaluate`) on the same 64 held-out queries:
 
-==============  ===================================================================
-``kit_ppo``     ``rlhf_helpers.ppo.PPOTrainer`` (what labs 3, 4 and 7 teach)
-``trl011_ppo``  classic TRL PPO, ``trl==0.11.4`` with ``transformers==4.46.3`` (the
-                last TRL with ``PPOTrainer``), in a separate environment that
-                :func:`ensure_peer_env` creates from the package registry
-``rloo``        TRL 1.16's ``RLOOTrainer`` (lab 7's settings)
-``grpo``        TRL 1.16's ``GRPOTrainer`` (lab 7's settings)
-``dpo``         TRL 1.16's ``DPOTrainer`` with lab 6's settings, on the preference pairs
-==============  ===================================================================
+==================  ===============================================================
+``kit_ppo``         ``rlhf_helpers.ppo.PPOTrainer`` (what labs 3, 4 and 7 teach), with
+                    its defaults: 2 epochs of 4 minibatches
+``trl011_ppo``      classic TRL PPO, ``trl==0.11.4`` with ``transformers==4.46.3`` (the
+                    last TRL with ``PPOTrainer``), in a separate environment that
+                    :func:`ensure_peer_env` creates from the package registry, with its
+                    default of 4 epochs of 4 minibatches
+``trl011_ppo_2ep``  the same with the kit's 2 epochs: the two PPOs at equal settings
+``rloo``            TRL 1.16's ``RLOOTrainer`` (lab 7's settings)
+``grpo``            TRL 1.16's ``GRPOTrainer`` (lab 7's settings)
+``dpo``             TRL 1.16's ``DPOTrainer`` with lab 6's settings, on the preference pairs
+==================  ===============================================================
 
 Each (method, seed) trains in a process of its own, for ``seconds`` of training
 (the evaluations' time left out), and the runs are interleaved (every method for
@@ -24,7 +27,7 @@ evaluated after every rollout batch until its positive share reaches the target
 training, and once at the end. Evaluation forks the random state, so it does
 not change the training's random stream.
 
-One rollout batch is 64 sampled responses: one PPO step (4 epochs of 4
+One rollout batch is 64 sampled responses: one PPO step (2 or 4 epochs of 4
 mini-batches), or 4 optimiser steps of TRL's RLOO/GRPO (16 completions each,
 4 per prompt, sampled together). "Batches per second" counts these.
 
@@ -47,8 +50,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 WORLD = REPO / "rlhf_helpers" / "world"
-METHODS = ("kit_ppo", "trl011_ppo", "rloo", "grpo", "dpo")
-RL_METHODS = ("kit_ppo", "trl011_ppo", "rloo", "grpo")
+METHODS = ("kit_ppo", "trl011_ppo", "trl011_ppo_2ep", "rloo", "grpo", "dpo")
+RL_METHODS = ("kit_ppo", "trl011_ppo", "trl011_ppo_2ep", "rloo", "grpo")
+PEER_ENV_METHODS = ("trl011_ppo", "trl011_ppo_2ep")
+"""The methods that run in the classic-TRL environment."""
 PEER_PINS = ("trl==0.11.4", "transformers==4.46.3", "rich")
 """Classic TRL PPO; trl 0.11.4 imports ``rich`` without declaring it."""
 
@@ -57,6 +62,7 @@ BATCH = 64                # sampled responses per rollout batch
 RESPONSE_TOKENS = 16      # every response: at most 16 new tokens (stops at the end-of-text token)
 K = 4                     # RLOO/GRPO: completions per prompt
 PPO_LR, TRL_LR, DPO_LR = 2e-4, 5e-4, 3e-4   # lab 3/7's PPO, lab 7's RLOO/GRPO, lab 6's DPO
+KIT_EPOCHS, TRL011_EPOCHS = 2, 4   # PPO epochs per rollout batch: the kit's default, classic TRL's default
 TARGET, DPO_TARGET = 0.9, 0.95
 REWARD_LEVEL = 3.0        # "KL at equal reward": the KL when the held-out mean reward first reaches this logit
 EVAL_EVERY_S = 2.0
@@ -182,7 +188,7 @@ def _train_kit_ppo(model, reference, tok, pipe, reward_fn, train_queries, batch_
     from rlhf_helpers.ppo import PPOConfig, PPOTrainer
     from rlhf_helpers.rewards import LengthSampler
 
-    trainer = PPOTrainer(PPOConfig(batch_size=BATCH, mini_batch_size=16, ppo_epochs=4, kl_coef=BETA,
+    trainer = PPOTrainer(PPOConfig(batch_size=BATCH, mini_batch_size=16, ppo_epochs=KIT_EPOCHS, kl_coef=BETA,
                                    learning_rate=PPO_LR, seed=seed), model, tok, ref_model=reference)
     run = Run(lambda: evaluate(trainer.model), TARGET, seconds)
     run.start()
@@ -198,10 +204,10 @@ def _train_kit_ppo(model, reference, tok, pipe, reward_fn, train_queries, batch_
 
 
 def _train_trl011_ppo(model, reference, tok, pipe, reward_fn, train_queries, batch_of_queries, evaluate, seed,
-                      seconds):
+                      seconds, epochs=TRL011_EPOCHS):
     from trl import AutoModelForCausalLMWithValueHead, PPOConfig, PPOTrainer
 
-    config = PPOConfig(batch_size=BATCH, mini_batch_size=16, ppo_epochs=4, learning_rate=PPO_LR, init_kl_coef=BETA,
+    config = PPOConfig(batch_size=BATCH, mini_batch_size=16, ppo_epochs=epochs, learning_rate=PPO_LR, init_kl_coef=BETA,
                        adap_kl_ctrl=False, seed=seed, log_with=None)
     # ref_model=None: TRL 0.11 wants a value-head wrapper there and copies the policy (still the reference's weights)
     trainer = PPOTrainer(config, AutoModelForCausalLMWithValueHead.from_pretrained(model), None, tok)
@@ -217,6 +223,12 @@ def _train_trl011_ppo(model, reference, tok, pipe, reward_fn, train_queries, bat
         batches += 1
         done = run.tick(batches)
     return run
+
+
+def _train_trl011_ppo_2ep(model, reference, tok, pipe, reward_fn, train_queries, batch_of_queries, evaluate, seed,
+                          seconds):
+    return _train_trl011_ppo(model, reference, tok, pipe, reward_fn, train_queries, batch_of_queries, evaluate, seed,
+                             seconds, epochs=KIT_EPOCHS)
 
 
 def _clock_callback(steps_per_batch: int):
@@ -389,9 +401,10 @@ def run_peers(seeds: int = 3, seconds: float = 60.0, methods: tuple[str, ...] = 
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}.")
     pythons = {m: Path(sys.executable) for m in methods}
-    if "trl011_ppo" in methods:
+    if set(methods) & set(PEER_ENV_METHODS):
         env = env or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlhf-course" / "peers-venv"
-        pythons["trl011_ppo"] = ensure_peer_env(env, progress)
+        python = ensure_peer_env(env, progress)
+        pythons.update({m: python for m in methods if m in PEER_ENV_METHODS})
     runs = []
     for seed in range(seeds):
         for method in methods:
@@ -402,7 +415,7 @@ def run_peers(seeds: int = 3, seconds: float = 60.0, methods: tuple[str, ...] = 
                              f"{r['time_to_target_s']} s, final {r['points'][-1]}"))
             runs.append(r)
     return {"seconds": seconds, "threads": threads, "settings": {
-        "beta": BETA, "batch": BATCH, "response_tokens": RESPONSE_TOKENS, "k": K, "ppo_lr": PPO_LR,
+        "beta": BETA, "batch": BATCH, "response_tokens": RESPONSE_TOKENS, "k": K, "ppo_lr": PPO_LR, "ppo_epochs": {"kit": KIT_EPOCHS, "trl011": TRL011_EPOCHS},
         "trl_lr": TRL_LR, "dpo_lr": DPO_LR, "held_out": HELD_OUT, "eval_every_s": EVAL_EVERY_S},
         "reward_level": REWARD_LEVEL, "runs": runs, "summary": summarise(runs)}
 

@@ -69,9 +69,19 @@ def test_summary_gives_medians_spreads_and_ratios_to_the_kit():
     text = "\n".join(bench.peers_markdown({"seconds": 10.0, "threads": 1, "reward_level": 3.0, "summary": summary,
                                            "settings": {"beta": 0.2, "batch": 64, "response_tokens": 16, "k": 4,
                                                         "ppo_lr": 2e-4, "trl_lr": 5e-4, "dpo_lr": 3e-4,
-                                                        "held_out": 64}}))
+                                                        "held_out": 64, "ppo_epochs": {"kit": 2, "trl011": 4}}}))
     assert "| PPO, the kit | 5 s (4-6) |" in text and "| PPO, TRL 0.11 | 8 s, 1 never |" in text
     assert "0.44" in text and "trl y, transformers x" in text
+    assert "2 epochs of 4 minibatches per batch in the kit and 4 (its default) in TRL 0.11" in text
+
+
+def test_the_kit_runs_with_its_own_defaults():
+    """The bench's kit PPO is what a learner gets from PPOConfig(), and classic TRL PPO runs both ways."""
+    from rlhf_helpers.ppo import PPOConfig
+
+    assert peers.KIT_EPOCHS == PPOConfig().ppo_epochs and peers.TRL011_EPOCHS == 4
+    assert set(peers.PEER_ENV_METHODS) <= set(peers.RL_METHODS) <= set(peers.METHODS)
+    assert all(callable(getattr(peers, f"_train_{m}")) for m in peers.METHODS)
 
 
 def test_the_peers_environment_is_made_once(tmp_path, monkeypatch):
