@@ -299,9 +299,8 @@ def peers_markdown(peers: dict) -> list[str]:
              f"{s['beta']}, {s['batch']} responses of at most {s['response_tokens']} tokens per rollout batch "
              f"(RLOO/GRPO: {s['k']} per prompt), learning rates PPO {s['ppo_lr']:g}, RLOO/GRPO {s['trl_lr']:g}, "
              f"DPO {s['dpo_lr']:g}; evaluated by one function on the same {s['held_out']} held-out queries. "
-             + (f"PPO runs {s['ppo_epochs']['kit']} epochs of 4 minibatches per batch in the kit and "
-                f"{s['ppo_epochs']['trl011']} (its default) in TRL 0.11, unless its row says otherwise. "
-                if "ppo_epochs" in s else "") +
+             f"PPO runs {s['ppo_epochs']['kit']} epochs of 4 minibatches per batch in the kit and "
+             f"{s['ppo_epochs']['trl011']} (its default) in TRL 0.11, unless its row says otherwise. "
              "Median over seeds (min-max); a rollout batch is one PPO step, or four optimiser steps of "
              "RLOO/GRPO; DPO counts optimiser steps of 16 pairs and its target share is 0.95.", "",
              f"| method | time to target share | share at the end | reward at the end | KL at the end (nats) "

@@ -40,6 +40,7 @@ weights and tokenizers.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -225,10 +226,7 @@ def _train_trl011_ppo(model, reference, tok, pipe, reward_fn, train_queries, bat
     return run
 
 
-def _train_trl011_ppo_2ep(model, reference, tok, pipe, reward_fn, train_queries, batch_of_queries, evaluate, seed,
-                          seconds):
-    return _train_trl011_ppo(model, reference, tok, pipe, reward_fn, train_queries, batch_of_queries, evaluate, seed,
-                             seconds, epochs=KIT_EPOCHS)
+_train_trl011_ppo_2ep = functools.partial(_train_trl011_ppo, epochs=KIT_EPOCHS)
 
 
 def _clock_callback(steps_per_batch: int):
@@ -415,8 +413,8 @@ def run_peers(seeds: int = 3, seconds: float = 60.0, methods: tuple[str, ...] = 
                              f"{r['time_to_target_s']} s, final {r['points'][-1]}"))
             runs.append(r)
     return {"seconds": seconds, "threads": threads, "settings": {
-        "beta": BETA, "batch": BATCH, "response_tokens": RESPONSE_TOKENS, "k": K, "ppo_lr": PPO_LR, "ppo_epochs": {"kit": KIT_EPOCHS, "trl011": TRL011_EPOCHS},
-        "trl_lr": TRL_LR, "dpo_lr": DPO_LR, "held_out": HELD_OUT, "eval_every_s": EVAL_EVERY_S},
+        "beta": BETA, "batch": BATCH, "response_tokens": RESPONSE_TOKENS, "k": K, "ppo_lr": PPO_LR,
+        "ppo_epochs": {"kit": KIT_EPOCHS, "trl011": TRL011_EPOCHS}, "trl_lr": TRL_LR, "dpo_lr": DPO_LR, "held_out": HELD_OUT, "eval_every_s": EVAL_EVERY_S},
         "reward_level": REWARD_LEVEL, "runs": runs, "summary": summarise(runs)}
 
 
