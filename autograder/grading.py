@@ -17,6 +17,10 @@
 4. compares the submissions for copying (:mod:`autograder.similarity`) and
    writes ``grades.csv`` from the results of this class.
 
+One run writes to an ``--out`` folder at a time (a lock on ``<out>/.grading.lock``,
+held by the workers too). A worker notices when its grader is gone and stops, so a
+killed run leaves nothing grading behind it.
+
 A re-run with the same ``--out`` skips submissions whose result is already
 there for the same notebook, source and settings, and re-grades the rest from
 scratch (their old gradebook entries are removed first), so a run that was
@@ -33,6 +37,7 @@ those of grading the class in one run.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -59,6 +64,9 @@ from .worker import (RESULT_PREFIX, Record, Settings, Task, cell_kinds, forget, 
 WORKER_MARGIN_S = 180
 """Seconds a worker may take beyond a notebook's budget (kernel start, nbgrader, feedback)
 before the parent kills it and records ``status=error`` for that submission."""
+LOCK_FILE = ".grading.lock"
+LOCK_WAIT_S = 60.0
+"""Seconds a run waits for an earlier one (or its workers) to stop writing to the same ``--out``."""
 CSV_FIXED = ["student_id", "lab_id"]
 CSV_TAIL = ["auto_score", "auto_max", "pending_max", "total", "max_score", "status", "reason", "flags"]
 
@@ -105,16 +113,17 @@ def discover(submissions: Path) -> list[Submission]:
 class _Worker:
     """A worker subprocess with a deadline per task."""
 
-    def __init__(self, out: Path, n: int, env: dict):
+    def __init__(self, out: Path, n: int, env: dict, lock_fd: int | None = None):
         self.log_path = out / "logs" / f"worker-{n}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.n, self.env, self.proc = n, env, None
+        self.pass_fds = () if lock_fd is None else (lock_fd,)  # the worker holds the --out lock too
 
     def start(self) -> None:
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log, text=True, env=self.env,
-                                     start_new_session=True, bufsize=1)
+                                     start_new_session=True, bufsize=1, pass_fds=self.pass_fds)
         log.close()
         self.lines: queue.Queue = queue.Queue()
         proc = self.proc
@@ -194,6 +203,35 @@ def grade_class(submissions: Path, out: Path, solutions: Path, settings: Setting
     if settings.sandbox and (why := probe()):
         raise SandboxUnavailable(why)
     out.mkdir(parents=True, exist_ok=True)
+    lock_fd = lock_out(out, progress)
+    try:
+        return _grade_locked(submissions, out, solutions, settings, progress, shard, due, lock_fd)
+    finally:
+        os.close(lock_fd)  # released when the workers, which share it, have stopped too
+
+
+def lock_out(out: Path, progress=print, wait_s: float | None = None) -> int:
+    """Take ``out``'s lock (an open file descriptor), waiting up to ``wait_s`` (default
+    ``LOCK_WAIT_S``) for an earlier run, or a worker it left behind, to let go of it."""
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise ValueError(f"another grading run is still writing to {out}: let it finish or stop it, "
+                                 "or grade into another --out folder") from None
+            if not told:
+                progress(f"waiting for another grading run to stop writing to {out}")
+                told = True
+            time.sleep(0.2)
+
+
+def _grade_locked(submissions, out, solutions, settings, progress, shard, due, lock_fd) -> list[Record]:
     subs = discover(submissions)
     if shard is not None:
         _claim_shard(out, submissions, shard)
@@ -207,7 +245,7 @@ def grade_class(submissions: Path, out: Path, solutions: Path, settings: Setting
     threads = str(max(1, (os.cpu_count() or 1) // max(1, settings.jobs)))
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     # Start the workers now: they import nbgrader while this process prepares the course.
-    workers = [_Worker(out, n, env) for n in range(max(1, min(settings.jobs, len(subs))))]
+    workers = [_Worker(out, n, env, lock_fd) for n in range(max(1, min(settings.jobs, len(subs))))]
     try:
         return _grade_class(subs, out, solutions, settings, progress, workers, due)
     finally:

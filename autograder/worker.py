@@ -28,8 +28,10 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -545,8 +547,28 @@ def _feedback(record: Record, task: Task, lab: _Lab, secrets: list[str], feedbac
 
 # =========================================================================== the worker process
 
+def stop_with_parent(poll_s: float = 0.2) -> None:
+    """Stop this worker (and its process group) once the process that started it is gone.
+
+    The grader starts each worker in its own session, so a grader killed mid-class would
+    otherwise leave the worker grading on, writing into the class's folder beside the
+    re-run that resumes it. (Not ``PR_SET_PDEATHSIG``: that fires when the *thread* that
+    started the worker ends, and the grader restarts workers from short-lived threads.)"""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        if os.getpgid(0) == os.getpid():  # started by the grader: its own group, the kernel's bwrap in it
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
+
+
 def main() -> int:
     """A worker: one task per stdin line, one result line per task on stdout."""
+    stop_with_parent()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     import nbgrader.converters  # noqa: F401 - import (about 5 s) while the parent prepares the course
 

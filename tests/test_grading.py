@@ -269,8 +269,16 @@ def test_resume_after_the_grader_is_killed_and_no_stale_scores(tmp_path):
     while not (out / "results" / "good" / f"{LAB}.json").exists():  # 'good' is graded first (sorted)
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
         time.sleep(0.2)
+    workers = _children(proc.pid)
+    assert workers, "the grader has a worker"
     os.killpg(proc.pid, signal.SIGKILL)  # mid-way through infinite_loop
     proc.wait()
+    # The workers run in their own sessions (the kill did not reach them): they stop on their
+    # own. One left grading wrote into `out` beside the re-run below (CI, 2026-12-03).
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its grader"
+        time.sleep(0.1)
     assert not (out / "grades.csv").exists()
     assert not (out / "results" / "raises" / f"{LAB}.json").exists()
 
@@ -286,6 +294,58 @@ def test_resume_after_the_grader_is_killed_and_no_stale_scores(tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 submission(s) already graded, 1 to go" in again.stdout
     assert read_csv(out / "grades.csv")["good"]["auto_score"] == "0"
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie that no one has reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_one_run_at_a_time_writes_to_an_out_folder(tmp_path, monkeypatch, capsys):
+    """A second `grade` into a folder another run holds waits for it, then says why it stops."""
+    import autograder.grading as G
+
+    monkeypatch.setattr(G, "bwrap_path", lambda: None)  # needs no sandbox: it never grades
+    shutil.copytree(CLASS / "good", tmp_path / "subs" / "good")
+    (tmp_path / "out").mkdir()
+    held = G.lock_out(tmp_path / "out")
+    monkeypatch.setattr(G, "LOCK_WAIT_S", 0.5)
+    try:
+        rc = rlhf_course("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-sandbox", *LIMITS)
+    finally:
+        os.close(held)
+    captured = capsys.readouterr()
+    assert rc == 2 and "waiting for another grading run to stop writing to" in captured.out
+    assert "another grading run is still writing to" in captured.err and "another --out folder" in captured.err
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_a_worker_stops_when_its_grader_is_gone(tmp_path):
+    """The worker's own watch, without a sandbox or nbgrader: kill the parent, the worker goes."""
+    script = ("import subprocess, sys, time\n"
+              "w = subprocess.Popen([sys.executable, '-c', 'from autograder.worker import stop_with_parent; "
+              "import time; stop_with_parent(0.05); print(\"watching\", flush=True); time.sleep(60)'], "
+              "start_new_session=True)\n"
+              "print(w.pid, flush=True); time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    worker = int(parent.stdout.readline())
+    assert parent.stdout.readline().strip() == "watching"
+    assert _alive(worker)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the worker outlived its parent"
+        time.sleep(0.05)
 
 
 def test_unknown_lab_and_missing_notebook_are_reported(tmp_path, capsys):
