@@ -129,7 +129,7 @@ def return_feedback(course: Path, graded: Path, labs: list[str], exchange_root: 
             if not (submitted / "submission_secret.txt").is_file():
                 continue  # not a submission collected from the exchange
             result = graded / "results" / student / f"{lab}.json"
-            if not result.is_file() or Record.load(result).submission_sha256 != C.tree_digest(submitted):
+            if not result.is_file() or not Record.load(result).is_for(C.tree_digest(submitted)):
                 logging.getLogger(__name__).warning(
                     "%s/%s: the collected submission is not the one graded (grade again); no feedback released",
                     student, lab)

@@ -400,7 +400,7 @@ def _shard_record(s: Submission, folder: Path, sources: dict[str, str], known: s
     if not path.exists():
         return Record.failed(s.student, s.lab, f"no result in its shard ({folder}): grade that shard (again)")
     record = Record.load(path)
-    if record.submission_sha256 != s.digest or record.source_sha256 != sources.get(s.lab):
+    if not record.is_for(s.digest, sources[s.lab]):  # merge_shards checked that a shard graded s.lab
         return Record.failed(s.student, s.lab, f"the submission changed since its shard ({folder}) graded it: "
                                                "grade that shard again")
     return record
@@ -418,8 +418,7 @@ def _resume(subs, out: Path, known: set[str], source_digest: dict, settings: Set
         path = out / "results" / s.student / f"{s.lab}.json"
         if path.exists():
             old = Record.load(path)
-            if (old.graded and old.submission_sha256 == s.digest and old.source_sha256 == source_digest[s.lab]
-                    and old.settings == settings.key()):
+            if old.graded and old.is_for(s.digest, source_digest[s.lab], settings.key()):
                 results[(s.student, s.lab)] = old
                 continue
             path.unlink()  # never keep a result that is not for this exact submission

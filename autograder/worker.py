@@ -130,6 +130,13 @@ class Record:
     def graded(self) -> bool:
         return self.status == "graded"
 
+    def is_for(self, submission_sha256: str, source_sha256: str | None = None, settings: str | None = None) -> bool:
+        """Made from exactly this submission (and, where given, this lab source and these limits)?
+        The one test before an earlier record is kept, merged or returned: never a stale score."""
+        return (self.submission_sha256 == submission_sha256
+                and (source_sha256 is None or self.source_sha256 == source_sha256)
+                and (settings is None or self.settings == settings))
+
     def finish(self, start: float) -> Record:
         """Fill in the totals (none for a submission that could not be graded) and the time taken."""
         auto = [c for c in self.cells if c.kind == "test"]

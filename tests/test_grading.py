@@ -309,6 +309,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_a_record_is_for_one_submission_source_and_limits():
+    """The test before an earlier record is kept (resume), merged (shards) or returned (exchange)."""
+    from autograder.worker import Record
+
+    r = Record("ann", LAB, submission_sha256="sub", source_sha256="src", settings="lim")
+    assert r.is_for("sub") and r.is_for("sub", "src") and r.is_for("sub", "src", "lim")
+    assert not r.is_for("other") and not r.is_for("sub", "new source") and not r.is_for("sub", "src", "new limits")
+    assert not Record.failed("ann", LAB, "why").is_for("sub")
+
+
 def test_one_run_at_a_time_writes_to_an_out_folder(tmp_path, monkeypatch, capsys):
     """A second `grade` into a folder another run holds waits for it, then says why it stops."""
     import autograder.grading as G
