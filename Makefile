@@ -34,12 +34,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@# learners see nbgrader's learner tools only; instructors' hub servers turn the others back on
-	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader:formgrader \
-	    @jupyter/nbgrader:create-assignment @jupyter/nbgrader:course-list >/dev/null 2>&1
-	$(BIN)/jupyter labextension lock --level=sys_prefix @jupyter/nbgrader:formgrader \
-	    @jupyter/nbgrader:create-assignment @jupyter/nbgrader:course-list >/dev/null 2>&1
-	$(BIN)/jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader \
-	    nbgrader.server_extensions.course_list >/dev/null 2>&1
+	$(BIN)/rlhf-course exchange learner-defaults
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -116,6 +116,10 @@ def cmd_exchange(args: argparse.Namespace) -> int:
 
     course = Path(args.course_dir).resolve()
     root = Path(args.exchange or os.environ.get("RLHF_EXCHANGE") or "/srv/nbgrader/exchange")
+    if args.action == "learner-defaults":
+        X.learner_defaults()
+        print("nbgrader's instructor tools are off in this environment (learners see the Assignments panel only)")
+        return 0
     if args.action == "roles":
         if not args.config_root:
             raise ValueError("exchange roles needs --config-root DIR")
@@ -286,8 +290,9 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("exchange", help="a class hub: release labs, collect submissions, return feedback "
                                                "through nbgrader's exchange")
-    p.add_argument("action", choices=["release", "collect", "feedback", "roles"],
-                   help="roles: write the learner and instructor Jupyter config folders under --config-root")
+    p.add_argument("action", choices=["release", "collect", "feedback", "roles", "learner-defaults"],
+                   help="roles: write the learner and instructor Jupyter config folders under --config-root; "
+                        "learner-defaults: turn nbgrader's instructor tools off in this Python environment")
     p.add_argument("labs", nargs="*", metavar="LAB_ID", help="the labs")
     p.add_argument("--config-root", default=None, help="roles: where to write learner/ and instructor/")
     p.add_argument("--graded", default=None, metavar="OUT_DIR", help="feedback: the --out folder of `grade`")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from . import course as C
@@ -28,8 +30,22 @@ from . import course as C
 COURSE_ID = "rlhf-course"
 INSTRUCTOR_TOOLS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
                     "@jupyter/nbgrader:course-list")
-"""nbgrader's JupyterLab plugins for instructors (``make setup`` turns them off in the kit's venv)."""
+"""nbgrader's JupyterLab plugins for instructors (``learner_defaults`` turns them off)."""
 INSTRUCTOR_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list")
+
+
+def learner_defaults() -> None:
+    """Turn nbgrader's instructor tools off in this Python environment (``make setup`` and the hub's
+    image run it: ``rlhf-course exchange learner-defaults``), so a learner's JupyterLab shows only the
+    Assignments panel; an instructor's hub server turns them back on in its own config folder
+    (:func:`write_role_config`)."""
+    jupyter = [sys.executable, "-m", "jupyter"]
+    for args in (["labextension", "disable", "--level=sys_prefix", *INSTRUCTOR_TOOLS],
+                 ["labextension", "lock", "--level=sys_prefix", *INSTRUCTOR_TOOLS],
+                 ["server", "extension", "disable", "--sys-prefix", *INSTRUCTOR_EXTENSIONS]):
+        done = subprocess.run(jupyter + args, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"`jupyter {' '.join(args)}` failed: {(done.stderr or done.stdout).strip()}")
 
 
 def write_role_config(folder: Path, role: str, exchange_root: Path, course_id: str = COURSE_ID) -> Path:

@@ -125,3 +125,14 @@ def test_hub_config_compiles_and_refuses_to_start_without_passwords(tmp_path):
 
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
     assert r.returncode != 0 and "RLHF_HUB_PASSWORD" in r.stderr
+
+
+def test_the_learner_defaults_are_set_by_one_command():
+    """`make setup` and the hub's image both turn nbgrader's instructor tools off with
+    `rlhf-course exchange learner-defaults`; the tools' names live in autograder/exchange.py only."""
+    from autograder.exchange import INSTRUCTOR_EXTENSIONS, INSTRUCTOR_TOOLS
+
+    for path in (REPO / "Makefile", HUB / "Dockerfile"):
+        text = path.read_text()
+        assert "rlhf-course exchange learner-defaults" in text, path
+        assert not [name for name in INSTRUCTOR_TOOLS + INSTRUCTOR_EXTENSIONS if name in text], path
