@@ -82,16 +82,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .grading import grade_class, parse_shard
 
     out = Path(args.out)
-    if args.restart and out.exists():
-        for name in ("course", "results", "feedback", "grades.csv", "logs", "shard.json"):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
     shard = parse_shard(args.shard) if args.shard else None
     records = grade_class(Path(args.submissions), out, _solutions(args), _settings(args, args.jobs), shard=shard,
-                          due=_due(args.due))
+                          due=_due(args.due), restart=args.restart)
     if shard:
         print(f"shard {shard[0]}/{shard[1]}: {len(records)} submission(s); when every shard is graded, "
               f"gather them with `rlhf-course merge {args.submissions} --out MERGED_DIR SHARD_DIR...`")

@@ -194,10 +194,11 @@ def prepare_course(out: Path, solutions: Path, labs: list[str]) -> Path:
     return course
 
 
-def grade_class(submissions: Path, out: Path, solutions: Path, settings: Settings,
-                progress=print, shard: tuple[int, int] | None = None, due: datetime | None = None) -> list[Record]:
+def grade_class(submissions: Path, out: Path, solutions: Path, settings: Settings, progress=print,
+                shard: tuple[int, int] | None = None, due: datetime | None = None, restart: bool = False) -> list[Record]:
     """Grade every submission under ``submissions`` (or one ``shard=(K, N)`` of them) into ``out``;
-    returns the result records. ``due``: flag submissions whose nbgrader ``timestamp.txt`` is later."""
+    returns the result records. ``due``: flag submissions whose nbgrader ``timestamp.txt`` is later.
+    ``restart``: forget what an earlier run left in ``out`` and grade everything again."""
     if settings.sandbox and bwrap_path() is None:
         raise SandboxUnavailable(INSTALL_HINT)
     if settings.sandbox and (why := probe()):
@@ -205,6 +206,13 @@ def grade_class(submissions: Path, out: Path, solutions: Path, settings: Setting
     out.mkdir(parents=True, exist_ok=True)
     lock_fd = lock_out(out, progress)
     try:
+        if restart:  # under the lock: never under another run's feet
+            for name in ("course", "results", "feedback", "grades.csv", "logs", SHARD_FILE):
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
         return _grade_locked(submissions, out, solutions, settings, progress, shard, due, lock_fd)
     finally:
         os.close(lock_fd)  # released when the workers, which share it, have stopped too

@@ -325,17 +325,20 @@ def test_one_run_at_a_time_writes_to_an_out_folder(tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(G, "bwrap_path", lambda: None)  # needs no sandbox: it never grades
     shutil.copytree(CLASS / "good", tmp_path / "subs" / "good")
-    (tmp_path / "out").mkdir()
+    earlier = tmp_path / "out" / "results" / "good" / f"{LAB}.json"  # the other run's work so far
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("{}")
     held = G.lock_out(tmp_path / "out")
     monkeypatch.setattr(G, "LOCK_WAIT_S", 0.5)
     try:
-        rc = rlhf_course("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-sandbox", *LIMITS)
+        rc = rlhf_course("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-sandbox", "--restart",
+                         *LIMITS)
     finally:
         os.close(held)
     captured = capsys.readouterr()
     assert rc == 2 and "waiting for another grading run to stop writing to" in captured.out
     assert "another grading run is still writing to" in captured.err and "another --out folder" in captured.err
-    assert not (tmp_path / "out" / "results").exists()
+    assert earlier.read_text() == "{}", "--restart must not delete what another run is writing"
 
 
 def test_a_worker_stops_when_its_grader_is_gone(tmp_path):
@@ -399,6 +402,14 @@ def test_no_sandbox_mode_grades_the_same(tmp_path, monkeypatch):
     assert rc == 0
     row = read_csv(tmp_path / "out" / "grades.csv")["wrong_hidden"]
     assert (row["auto_score"], row["test_softmax_hidden"]) == ("4", "0")
+
+    # --restart forgets the earlier result (which a plain re-run would keep) and grades again
+    result = tmp_path / "out" / "results" / "wrong_hidden" / f"{LAB}.json"
+    result.write_text(result.read_text().replace('"auto_score": 4.0', '"auto_score": 5.0'))
+    rc = rlhf_course("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-sandbox", *LIMITS)
+    assert rc == 0 and read_csv(tmp_path / "out" / "grades.csv")["wrong_hidden"]["auto_score"] == "5"
+    rc = rlhf_course("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-sandbox", "--restart", *LIMITS)
+    assert rc == 0 and read_csv(tmp_path / "out" / "grades.csv")["wrong_hidden"]["auto_score"] == "4"
 
 
 def test_a_worker_that_overruns_is_killed_and_the_class_goes_on(tmp_path, monkeypatch):
