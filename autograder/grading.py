@@ -218,11 +218,11 @@ def grade_class(submissions: Path, out: Path, solutions: Path, settings: Setting
         os.close(lock_fd)  # released when the workers, which share it, have stopped too
 
 
-def lock_out(out: Path, progress=print, wait_s: float | None = None) -> int:
-    """Take ``out``'s lock (an open file descriptor), waiting up to ``wait_s`` (default
-    ``LOCK_WAIT_S``) for an earlier run, or a worker it left behind, to let go of it."""
+def lock_out(out: Path, progress=print) -> int:
+    """Take ``out``'s lock (an open file descriptor), waiting up to ``LOCK_WAIT_S`` for an
+    earlier run, or a worker it left behind, to let go of it."""
     fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
+    deadline = time.monotonic() + LOCK_WAIT_S
     told = False
     while True:
         try:

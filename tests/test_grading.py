@@ -275,10 +275,7 @@ def test_resume_after_the_grader_is_killed_and_no_stale_scores(tmp_path):
     proc.wait()
     # The workers run in their own sessions (the kill did not reach them): they stop on their
     # own. One left grading wrote into `out` beside the re-run below (CI, 2026-12-03).
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in workers):
-        assert time.monotonic() < deadline, "a worker outlived its grader"
-        time.sleep(0.1)
+    _wait_until_gone(workers, 30, "a worker outlived its grader")
     assert not (out / "grades.csv").exists()
     assert not (out / "results" / "raises" / f"{LAB}.json").exists()
 
@@ -307,6 +304,13 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def _wait_until_gone(pids: list[int], seconds: float, why: str) -> None:
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, why
+        time.sleep(0.05)
 
 
 def test_a_record_is_for_one_submission_source_and_limits():
@@ -355,10 +359,7 @@ def test_a_worker_stops_when_its_grader_is_gone(tmp_path):
     assert _alive(worker)
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 20
-    while _alive(worker):
-        assert time.monotonic() < deadline, "the worker outlived its parent"
-        time.sleep(0.05)
+    _wait_until_gone([worker], 20, "the worker outlived its parent")
 
 
 def test_unknown_lab_and_missing_notebook_are_reported(tmp_path, capsys):
