@@ -251,7 +251,7 @@ def _grade_locked(submissions, out, solutions, settings, progress, shard, due, l
     env.setdefault("PYTHONUNBUFFERED", "1")
     # The judge computes references in the worker: its share of the cores, like each kernel's.
     threads = str(max(1, (os.cpu_count() or 1) // max(1, settings.jobs)))
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, RLHF_COURSE_WORKERS=threads)
     # Start the workers now: they import nbgrader while this process prepares the course.
     workers = [_Worker(out, n, env, lock_fd) for n in range(max(1, min(settings.jobs, len(subs))))]
     try:

@@ -168,6 +168,7 @@ def sandbox_env(cfg: SandboxConfig) -> dict[str, str]:
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
+        "RLHF_COURSE_WORKERS": threads,  # runs side by side (rlhf_helpers.parallel): the kernel's share of the cores
         "NBGRADER_EXECUTION": "autograde",
         "RLHF_COURSE_OBSERVE": "1",  # test cells report what they observe; the grader judges (autograder.judge)
     }

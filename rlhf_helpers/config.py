@@ -29,6 +29,10 @@ THREADS_ENV = "RLHF_COURSE_THREADS"
 """Environment variable that sets the CPU threads torch uses for the kit's models, overriding
 the tiny world's choice of one (e.g. ``RLHF_COURSE_THREADS=4`` on an idle many-core machine)."""
 
+WORKERS_ENV = "RLHF_COURSE_WORKERS"
+"""Environment variable that sets how many independent runs go side by side
+(:func:`rlhf_helpers.parallel.run_side_by_side`); the grader sets it to each kernel's share of the cores."""
+
 PACKAGE_WORLD = Path(__file__).resolve().parent / "world"
 REBUILD_HINT = "Rebuild it with `rlhf-course build-world` (a few minutes on 2 cores)."
 
@@ -144,6 +148,24 @@ def settle_threads(*models: Any) -> int:
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     return threads
+
+
+def side_by_side_workers() -> int:
+    """How many independent runs may train at once, each in its own process on one thread.
+
+    ``$RLHF_COURSE_WORKERS`` when set; else, for the tiny world on a CPU, the cores this
+    process may use (``os.sched_getaffinity``); else 1 (a GPU or a real course model: one
+    run at a time, with torch's threads).
+    """
+    wanted = os.environ.get(WORKERS_ENV, "").strip()
+    if wanted:
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise ValueError(f"{WORKERS_ENV} should be a whole number of processes >= 1, got {wanted!r}")
+        return int(wanted)
+    if get_profile().name != "tiny" or get_device() != "cpu":
+        return 1
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return max(1, len(cores))
 
 
 @contextmanager

@@ -156,6 +156,11 @@ class HeldOutCurve:
         self.seconds = 0.0
         self._since: float | None = None
 
+    def __getstate__(self) -> dict:
+        """A pickled curve (a run sent back by :func:`rlhf_helpers.parallel.run_side_by_side`) keeps its
+        points and seconds; its ``evaluate``, often a lambda, stays behind (None)."""
+        return {**self.__dict__, "evaluate": None, "_since": None}
+
     def _record(self, step: int, model: Any) -> None:
         self.points.append({"step": step, "seconds": self.seconds, **self.evaluate(model)})
 
