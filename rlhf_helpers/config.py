@@ -7,8 +7,9 @@ is one setting::
 
     export RLHF_COURSE_PROFILE=hub   # or pass profile="hub" to the loaders
 
-Also the device (:func:`get_device`) and the CPU threads the kit's models run with
-(:func:`settle_threads` for the whole kernel, :func:`training_threads` for a block).
+Also the device (:func:`get_device`), the CPU threads the kit's models run with
+(:func:`settle_threads` for the whole kernel, :func:`training_threads` for a block), and
+how many independent runs train side by side (:func:`side_by_side_workers`).
 """
 
 from __future__ import annotations
