@@ -155,8 +155,9 @@ def side_by_side_workers() -> int:
     """How many independent runs may train at once, each in its own process on one thread.
 
     ``$RLHF_COURSE_WORKERS`` when set; else, for the tiny world on a CPU, the cores this
-    process may use (``os.sched_getaffinity``); else 1 (a GPU or a real course model: one
-    run at a time, with torch's threads).
+    process may use (:func:`usable_cores`: its CPU affinity, capped by a container's CPU
+    limit, so that a JupyterHub pod limited to 2 CPUs on a 64-core node forks 2 copies, not
+    64); else 1 (a GPU or a real course model: one run at a time, with torch's threads).
     """
     wanted = os.environ.get(WORKERS_ENV, "").strip()
     if wanted:
@@ -165,8 +166,27 @@ def side_by_side_workers() -> int:
         return int(wanted)
     if get_profile().name != "tiny" or get_device() != "cpu":
         return 1
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    return max(1, len(cores))
+    return usable_cores()
+
+
+def usable_cores(cgroup: str | Path = "/sys/fs/cgroup") -> int:
+    """The CPU cores this process may use: its affinity, capped by a CPU limit of its cgroup (v2
+    ``cpu.max``, or v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), rounded up; at least 1."""
+    import math
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    root = Path(cgroup)
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            quota, period = "max", "1"
+    if quota not in ("max", "-1") and quota.isdigit() and period.isdigit() and int(period) > 0:
+        cores = min(cores, math.ceil(int(quota) / int(period)))
+    return max(1, cores)
 
 
 @contextmanager

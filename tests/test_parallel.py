@@ -167,3 +167,24 @@ def test_in_a_notebook_the_copies_print_nothing_and_the_kernel_carries_on(tmp_pa
     shown = "\n".join(str(o) for c in nb.cells for o in c.outputs)
     assert "[1, 4, 9]" in shown and "the kernel carries on" in shown
     assert "by a copy" not in shown and "a copy's bar" not in shown
+
+
+def test_usable_cores_follow_a_containers_cpu_limit(tmp_path):
+    from rlhf_helpers.config import usable_cores
+
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cores(tmp_path) == affinity                      # no cgroup files: the affinity
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cores(tmp_path) == affinity                      # v2, no limit
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert usable_cores(tmp_path) == 1                             # half a CPU: one run at a time
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores(tmp_path) == affinity                      # v1, no limit
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(f"{100000 * (affinity + 5)}\n")
+    assert usable_cores(tmp_path) == affinity                      # a limit above the affinity
+    if affinity > 1:
+        (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")
+        assert usable_cores(tmp_path) == 2                         # 1.5 CPUs, rounded up
