@@ -57,9 +57,10 @@ def run_side_by_side(fn: Callable[..., Any], jobs: Sequence[tuple], *, workers: 
         not a trainer.
 
     Raises:
-        RuntimeError: a job raised (the message holds its traceback), its result could not
-            be pickled, or its copy was killed (e.g. out of memory). The other copies are
-            stopped; an interrupt of the kernel stops them too.
+        RuntimeError: side by side, a job raised (the message holds its traceback), its result
+            could not be pickled, or its copy was killed (e.g. out of memory). The other copies
+            are stopped; an interrupt of the kernel stops them too. One after another, a job's
+            own exception propagates as it is.
     """
     from tqdm.auto import tqdm
 
@@ -99,7 +100,10 @@ def _forked(fn: Callable[..., Any], jobs: list[tuple], workers: int, bar: Any) -
                     running[_start(fn, jobs[i], out / f"{i}.pickle")] = i
                 time.sleep(POLL_S)
                 for pid, i in list(running.items()):
-                    done, status = os.waitpid(pid, os.WNOHANG)
+                    try:
+                        done, status = os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:  # reaped by someone else: its result file tells
+                        done, status = pid, 0
                     if not done:
                         continue
                     del running[pid]
