@@ -158,7 +158,10 @@ def _quiet_child(parent: int) -> None:
     for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
         for handler in getattr(logger, "handlers", []):  # handlers hold the kernel's streams
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.setStream(sys.stderr)
+                try:  # not setStream: it would flush the kernel's stream, which may be closed
+                    handler.stream = sys.stderr
+                except AttributeError:  # logging.lastResort: its stream is always sys.stderr
+                    pass
     os.environ["TQDM_DISABLE"] = "1"  # progress bars (e.g. "Loading weights") would be widgets
     try:  # displays and widgets go straight to the kernel's channel: a copy must not use it
         from IPython import get_ipython

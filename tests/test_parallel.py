@@ -188,3 +188,17 @@ def test_usable_cores_follow_a_containers_cpu_limit(tmp_path):
     if affinity > 1:
         (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")
         assert usable_cores(tmp_path) == 2                         # 1.5 CPUs, rounded up
+
+
+def test_a_logging_handler_on_a_closed_stream_does_not_stop_the_copies():
+    """Seen in CI: an earlier test left a handler whose stream was closed; the copy must not flush it."""
+    import logging
+
+    stream = open(os.devnull, "w")  # noqa: SIM115 - closed below, as pytest's capture files were
+    handler = logging.StreamHandler(stream)
+    logging.getLogger("left-behind").addHandler(handler)
+    stream.close()
+    try:
+        assert [r["name"] for r in run_side_by_side(_seeded_job, [("x", 1), ("y", 2)], workers=2)] == ["x", "y"]
+    finally:
+        logging.getLogger("left-behind").removeHandler(handler)
