@@ -11,7 +11,7 @@ Linux, one free core, a GPU, a real course model) the jobs run one after another
 in the kernel itself, with the same results: a job must seed what it draws.
 
 =================================================  ================================================
-``run_side_by_side(fn, jobs, desc=...)``           ``[fn(*job) for job in jobs]``, two at a time
+``run_side_by_side(fn, jobs, desc=...)``           ``[fn(*job) for job in jobs]``, one per free core
 =================================================  ================================================
 
 Nothing here seeds or changes global state at import.

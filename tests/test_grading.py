@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _processes import alive, wait_until_gone
 
 from autograder import course as C
 from autograder.sandbox import probe
@@ -275,7 +276,7 @@ def test_resume_after_the_grader_is_killed_and_no_stale_scores(tmp_path):
     proc.wait()
     # The workers run in their own sessions (the kill did not reach them): they stop on their
     # own. One left grading wrote into `out` beside the re-run below (CI, 2026-12-03).
-    _wait_until_gone(workers, 30, "a worker outlived its grader")
+    wait_until_gone(workers, 30, "a worker outlived its grader")
     assert not (out / "grades.csv").exists()
     assert not (out / "results" / "raises" / f"{LAB}.json").exists()
 
@@ -296,21 +297,6 @@ def test_resume_after_the_grader_is_killed_and_no_stale_scores(tmp_path):
 def _children(pid: int) -> list[int]:
     tasks = Path(f"/proc/{pid}/task")
     return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie that no one has reaped yet."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def _wait_until_gone(pids: list[int], seconds: float, why: str) -> None:
-    deadline = time.monotonic() + seconds
-    while any(_alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, why
-        time.sleep(0.05)
 
 
 def test_a_record_is_for_one_submission_source_and_limits():
@@ -356,10 +342,10 @@ def test_a_worker_stops_when_its_grader_is_gone(tmp_path):
                               cwd=Path(__file__).resolve().parents[1])
     worker = int(parent.stdout.readline())
     assert parent.stdout.readline().strip() == "watching"
-    assert _alive(worker)
+    assert alive(worker)
     parent.kill()
     parent.wait()
-    _wait_until_gone([worker], 20, "the worker outlived its parent")
+    wait_until_gone([worker], 20, "the worker outlived its parent")
 
 
 def test_unknown_lab_and_missing_notebook_are_reported(tmp_path, capsys):

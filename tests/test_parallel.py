@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _processes import alive, wait_until_gone
 
 from rlhf_helpers.config import side_by_side_workers
 from rlhf_helpers.parallel import run_side_by_side
@@ -20,14 +21,6 @@ from rlhf_helpers.rloo_grpo import HeldOutCurve
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="side by side forks on Linux only")
 
 TOUCHED: list[str] = []
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie that no one has reaped yet."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def _seeded_job(name: str, seed: int) -> dict:
@@ -72,7 +65,7 @@ def test_a_failing_run_names_itself_and_stops_the_others(tmp_path):
         run_side_by_side(_fails_or_sleeps, jobs, workers=2)
     assert "ValueError: this run's learning rate is negative" in str(err.value)  # the job's own traceback
     sleeper = int((tmp_path / "sleeper").read_text())
-    assert not _alive(sleeper), "the other run's copy outlived the error"
+    assert not alive(sleeper), "the other run's copy outlived the error"
 
 
 def _returns(what: str):
@@ -133,10 +126,7 @@ def test_the_copies_stop_when_the_kernel_is_killed(tmp_path):
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in children):
-        assert time.monotonic() < deadline, "a copy outlived its kernel"
-        time.sleep(0.05)
+    wait_until_gone(children, 30, "a copy outlived its kernel")
 
 
 def test_in_a_notebook_the_copies_print_nothing_and_the_kernel_carries_on(tmp_path):
