@@ -41,6 +41,8 @@ OBSERVERS = ("observe", "attempt")
 JUDGE_FLAG = "JUDGE"
 NOT_OBSERVED = "NotObserved"
 HANDED_OFF = "HandedOff"
+KERNEL_TYPE_CHECKS = ("isinstance", "issubclass", "type")
+"""Calls a test cell must not make on the kernel's side: a type is decided by the judge."""
 
 
 # ============================================================================ the observation program
@@ -152,6 +154,16 @@ def _loads_outside_functions(tree: ast.AST) -> list[tuple[str, int]]:
     return out
 
 
+def _kernel_type_check(node: ast.AST) -> bool:
+    """A type decided in the kernel: ``type(x)``, ``issubclass(...)``, or ``isinstance(x, T)`` for any
+    ``T`` but ``torch.Tensor`` (a guard before autograd: tensors reach the judge with their exact type)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in KERNEL_TYPE_CHECKS):
+        return False
+    if node.func.id == "isinstance" and len(node.args) == 2:
+        return ast.unparse(node.args[1]) != "torch.Tensor"
+    return True
+
+
 def test_cell_problems(source: str, learner_names: set[str]) -> list[str]:
     """What is wrong with a source test cell under the observe/judge rules (empty when fine)."""
     try:
@@ -179,6 +191,10 @@ def test_cell_problems(source: str, learner_names: set[str]) -> list[str]:
         return problems + [f"its observation program does not parse ({exc.msg})"]
     if not any(_is_observer(n) for n in ast.walk(program)):
         problems.append("observes nothing: call the learner's code through observe(lambda: ...) or attempt(...)")
+    for node in ast.walk(program):
+        if _kernel_type_check(node):
+            problems.append(f"line {node.lineno}: {node.func.id}(...) runs in the learner's kernel, where a fake object "
+                            f"can pass it: report the object (or type_of(obj)) and check it with assert_type")
     known = _bound_names(program) | set(dir(builtins)) | set(OBSERVERS) | learner_names
     for name, _line in _loads_outside_functions(program):
         if name not in known:

@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from rlhf_helpers.observations import JUDGE, ObservedError, Outcome, attempt, observe
+from rlhf_helpers.observations import JUDGE, ObservedError, Opaque, Outcome, attempt, class_name, observe, type_of
 
 __all__ = ["assert_type", "assert_tensor", "assert_close_float", "assert_raises", "compare", "quiet",
-           "observe", "attempt", "JUDGE", "CHECKS"]
+           "observe", "attempt", "type_of", "JUDGE", "CHECKS"]
 
 CHECKS = ("assert_type", "assert_tensor", "assert_close_float", "assert_raises", "assert_equal")
 """The check functions: calls to these are judge-side statements (see :mod:`rlhf_helpers.observations`)."""
@@ -44,10 +44,17 @@ def assert_type(obj: Any, expected: type | tuple[type, ...], name: str, hint: st
     """Fail unless ``type(obj)`` is (a subclass of) ``expected``.
 
     Subclasses of ``torch.Tensor`` other than ``torch.nn.Parameter`` are
-    refused: a tensor subclass can override comparisons.
+    refused: a tensor subclass can override comparisons. An object the learner's kernel reported
+    only by its type (an :class:`~rlhf_helpers.observations.Opaque`, e.g. a trainer, or
+    ``type_of(x)``) passes when one of its classes is named like ``expected`` or a subclass.
     """
-    if not isinstance(obj, expected):
-        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+    wanted = (expected,) if isinstance(expected, type) else tuple(expected)
+    if isinstance(obj, Opaque) and not any(issubclass(t, Opaque) for t in wanted):
+        ok = any(class_name(t) in obj.mro for t in wanted)
+    else:
+        ok = isinstance(obj, expected)
+    if not ok:
+        names = " or ".join(t.__name__ for t in wanted)
         _fail(f"{name} should be a {names}, got {type(obj).__name__}.", hint)
     if isinstance(obj, torch.Tensor) and type(obj) not in (torch.Tensor, torch.nn.Parameter):
         _fail(f"{name} should be a plain torch.Tensor, got the subclass {type(obj).__name__}.", hint)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["observe", "attempt", "Outcome", "Opaque", "ObservedError", "JUDGE", "MIME", "encode", "decode",
-           "mode", "replaying"]
+           "mode", "replaying", "type_of", "class_name"]
 
 MIME = "application/vnd.rlhf-course.observation+json"
 """The display-data type that carries one outcome from the kernel to the grader."""
@@ -67,13 +67,32 @@ in a plain notebook they run like any other code."""
 
 @dataclass
 class Opaque:
-    """A value the encoding does not carry (a model, a trainer, ...): only its type is known."""
+    """A value the encoding does not carry (a model, a trainer, ...): only its type is known, by
+    name: ``type_name`` and the qualified names of its classes, most derived first (``mro``).
+    :func:`rlhf_helpers.checks.assert_type` checks one against a class by those names, so the
+    judge decides a type without the object."""
 
     type_name: str
     text: str = ""
+    mro: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"<{self.type_name}>"
+
+
+def class_name(cls: type) -> str:
+    """``module.QualName`` of a class (``int`` for builtins): how :class:`Opaque` names classes."""
+    mod = getattr(cls, "__module__", "") or ""
+    qual = getattr(cls, "__qualname__", "") or getattr(cls, "__name__", "?")
+    return qual if mod in ("builtins", "") else f"{mod}.{qual}"
+
+
+def type_of(value: Any) -> Opaque:
+    """What the judge needs to check ``value``'s type, and nothing else: an :class:`Opaque` naming
+    its class and bases. For a test helper that reports plain data about an object (a
+    ``DatasetDict`` is a ``dict``, so the object itself would be reported as one)."""
+    cls = type(value)
+    return Opaque(class_name(cls), mro=tuple(class_name(c) for c in cls.__mro__ if c is not object))
 
 
 class ObservedError(Exception):
@@ -111,10 +130,9 @@ class MissingObservation(RuntimeError):
 
 # ============================================================================ encoding
 
-def _qualname(obj: Any) -> str:
-    cls = type(obj)
-    mod = getattr(cls, "__module__", "") or ""
-    return cls.__qualname__ if mod in ("builtins", "") else f"{mod}.{cls.__qualname__}"
+def _opaque_body(value: Any) -> dict:
+    known = value if isinstance(value, Opaque) else type_of(value)
+    return {"$opaque": {"type": known.type_name, "mro": list(known.mro)}}
 
 
 def encode(value: Any, _depth: int = 0) -> Any:
@@ -131,7 +149,7 @@ def encode(value: Any, _depth: int = 0) -> Any:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         if type(value) not in (torch.Tensor, torch.nn.Parameter) or value.layout != torch.strided:
-            return {"$opaque": _qualname(value)}
+            return _opaque_body(value)
         t = value.detach().to("cpu").contiguous()
         raw = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
         return {"$tensor": {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
@@ -152,16 +170,20 @@ def encode(value: Any, _depth: int = 0) -> Any:
         return {"$dict": [[encode(k, _depth + 1), encode(v, _depth + 1)] for k, v in value.items()]}
     if isinstance(value, range):
         return {"$range": [value.start, value.stop, value.step]}
-    return {"$opaque": _qualname(value)}
+    return _opaque_body(value)
 
 
 _OPAQUE_TYPES: dict[str, type] = {}
 
 
-def _opaque(type_name: str) -> Opaque:
+def _opaque(type_name: str, mro: Any = None) -> Opaque:
     """An :class:`Opaque` whose own type is named like the learner's (so ``type(x).__name__``
     in a check's message says ``AlwaysEqual``, not ``Opaque``)."""
     type_name = type_name[:200]
+    mro = [] if mro is None else mro
+    if not isinstance(mro, list) or not all(isinstance(n, str) for n in mro):
+        raise DecodeError("bad class names")
+    names = tuple(n[:200] for n in mro[:64])
     cls = _OPAQUE_TYPES.get(type_name)
     if cls is None:
         module, _, name = type_name.rpartition(".")
@@ -169,7 +191,7 @@ def _opaque(type_name: str) -> Opaque:
         cls = type(short, (Opaque,), {"__module__": module or "builtins", "__qualname__": short})
         if len(_OPAQUE_TYPES) < 1000:
             _OPAQUE_TYPES[type_name] = cls
-    return cls(type_name)
+    return cls(type_name, mro=names)
 
 
 class DecodeError(ValueError):
@@ -204,6 +226,8 @@ def decode(data: Any, _depth: int = 0) -> Any:
         return range(*body)
     if tag == "$opaque" and isinstance(body, str):
         return _opaque(body)
+    if tag == "$opaque" and isinstance(body, dict) and isinstance(body.get("type"), str):
+        return _opaque(body["type"], body.get("mro", []))
     if tag == "$tensor" and isinstance(body, dict):
         return _decode_tensor(body)
     if tag == "$ndarray" and isinstance(body, dict):

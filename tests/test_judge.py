@@ -121,13 +121,40 @@ def test_encoding_of_special_values():
             return True
 
     opaque = O.decode(O.encode(AlwaysEqual()))
-    assert isinstance(opaque, O.Opaque) and type(opaque).__name__ == "AlwaysEqual" and opaque != 1 or True
+    assert isinstance(opaque, O.Opaque) and type(opaque).__name__ == "AlwaysEqual" and opaque != 1
     assert not (opaque == [1, 2])
 
     class Sneaky(torch.Tensor):
         pass
 
     assert isinstance(O.decode(O.encode(torch.ones(2).as_subclass(Sneaky))), O.Opaque)
+
+
+def test_a_type_is_decided_by_the_judge_from_class_names():
+    """The kernel reports an object it cannot encode (or type_of(x)) by its classes' names; assert_type
+    decides on the judge's side, so a look-alike class named like the real one does not pass."""
+    from collections import OrderedDict
+
+    from rlhf_helpers.checks import assert_type
+
+    class Processor(torch.nn.Module):
+        pass
+
+    reported = O.decode(json.loads(json.dumps(O.encode(Processor()))))
+    assert reported.mro[:2] == (O.class_name(Processor), "torch.nn.modules.module.Module")
+    assert_type(reported, torch.nn.Module, "a module")
+    with pytest.raises(AssertionError, match="should be a OrderedDict, got Processor"):
+        assert_type(reported, OrderedDict, "a module")
+
+    class Module:  # named like torch.nn.Module, but not it
+        pass
+
+    fake = O.decode(O.encode(O.type_of(Module())))
+    with pytest.raises(AssertionError, match="should be a Module"):
+        assert_type(fake, torch.nn.Module, "a look-alike")
+    assert_type(O.type_of(OrderedDict()), dict, "type_of an OrderedDict")  # the same rule in a learner's notebook
+    with pytest.raises(O.DecodeError):
+        O.decode({"$opaque": {"type": "x", "mro": [1]}})
 
 
 @pytest.mark.parametrize("junk", [
