@@ -206,81 +206,60 @@ def test_cell_problems(source: str, learner_names: set[str]) -> list[str]:
 
 # ============================================================================ the ready-made equivalents
 
-def learner_definitions(sources: list[str]) -> dict[str, ast.stmt]:
-    """The last top-level statement that binds each name in the learner's code cells."""
-    found: dict[str, ast.stmt] = {}
-    for src in sources:
-        try:
-            tree = ast.parse(src)
-        except SyntaxError:
-            continue
-        for stmt in tree.body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                found[stmt.name] = stmt
-            elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                for a in stmt.names:
-                    found[(a.asname or a.name).split(".")[0]] = stmt
-            elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-                for t in targets:
-                    for n in ast.walk(t):
-                        if isinstance(n, ast.Name):
-                            found[n.id] = stmt
-    return found
+def observed_names(source: str) -> set[str]:
+    """Names a test cell's thunks (``observe(lambda: ...)``, ``attempt(...)``) refer to."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for call in _observers_in(tree):
+        names |= {n.id for n in ast.walk(call) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return names
 
 
-def _identifiers(stmt: ast.stmt) -> tuple[set[str], set[str]]:
-    """(attribute and imported names plus non-docstring strings, bare names) used in ``stmt``."""
-    docstrings = set()
-    for node in ast.walk(stmt):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                docstrings.add(id(first.value))
-    strong, names = set(), set()
-    for node in ast.walk(stmt):
-        if isinstance(node, ast.Attribute):
-            strong.add(node.attr)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for a in node.names:
-                strong.update(a.name.split("."))
-            if isinstance(node, ast.ImportFrom) and node.module:
-                strong.update(node.module.split("."))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-            text = node.value.strip()  # a name spelled as a string (getattr, import_module): the whole string
-            if all(part.isidentifier() for part in text.split(".")):
-                strong.update(text.split("."))
-        elif isinstance(node, ast.Name):
-            names.add(node.id)
-    return strong, names
+def first_tests(cells: list[tuple[str, bool]], names: list[str]) -> dict[str, int]:
+    """Graded name -> index of the first test cell that observes it (``cells``: (source, is_test))."""
+    out: dict[str, int] = {}
+    for index, (source, is_test) in enumerate(cells):
+        if is_test:
+            for name in sorted(observed_names(source) & set(names)):
+                out.setdefault(name, index)
+    return out
 
 
-def handoffs(learner_sources: list[str], graded: dict[str, list[str]], kit_package: str = "rlhf_helpers") -> dict[str, str]:
-    """Graded names whose own code uses a ready-made equivalent (by name), with the reason.
+def handoffs(cells: list[tuple[str, bool]], graded: dict[str, list[str]],
+             kit_package: str = "rlhf_helpers") -> dict[str, str]:
+    """Graded names whose code, as the tests will call it, uses a ready-made equivalent, with the reason.
 
-    ``graded`` maps each graded name to the dotted paths of its equivalents. The kit's own
-    version (``from rlhf_helpers.sampling import top_k_filter``, in any spelling that names
-    it) counts as one for every graded name.
+    ``cells`` are the notebook's code cells in order, as (source, is_test); the learner's cells
+    are read with names resolved as Python does (:mod:`autograder.references`): a function's
+    locals are its own, its free names are the notebook's bindings when the first test of it
+    runs, and helpers, aliases and decorators are followed. ``graded`` maps each graded name to
+    the dotted paths of its equivalents; the kit's own version (``from rlhf_helpers.sampling
+    import top_k_filter``, in any spelling that names it) counts as one for every graded name,
+    and so does any import bound to the graded name.
     """
-    defs = learner_definitions(learner_sources)
+    from .references import END, Namespace
+
+    namespace = Namespace([None if is_test else source for source, is_test in cells])
+    tests = first_tests(cells, list(graded))
     out: dict[str, str] = {}
     for name, paths in graded.items():
-        stmt = defs.get(name)
-        if stmt is None:
+        at = (tests[name], 0) if name in tests else END
+        binding = namespace.lookup(name, at)
+        if binding is None:
             continue
-        strong, names = _identifiers(stmt)
-        for used in sorted(names - {name}):  # one level into what it calls: imports, helpers, aliases
-            helper = defs.get(used)
-            if helper is not None and helper is not stmt:
-                more, _ = _identifiers(helper)
-                strong |= more
-        if isinstance(stmt, (ast.Import, ast.ImportFrom)) or (kit_package in strong and name in strong):
+        reach = namespace.reach(name, at)
+        seen = reach.names()
+        from_kit = any(p.split(".")[0] == kit_package for p in reach.paths | reach.strings)
+        if binding.kind == "import" or (from_kit and name in seen):
             out[name] = (f"{name} is not your own code here: it is taken from an import; no points for it."
                          f"\nHint: write {name} yourself")
             continue
         for path in paths:
             last = path.rsplit(".", 1)[-1]
-            if last in strong or (last[:1].isupper() and last in names):
+            if last in seen and last not in reach.methods:
                 out[name] = (f"{name} uses {path}, the ready-made version of what it should compute; no points "
                              f"for it.\nHint: write {name} yourself, without {last}")
                 break

@@ -85,8 +85,9 @@ class SandboxExecute(Execute):
         self._stop_reason = ""
         self._observations: dict[int, list[dict]] = {}
         self._programs = {gid: J.observation_program(src) for gid, src in self.tests.items()}
-        learner_code = [c.source for c in nb.cells if c.cell_type == "code" and self._test_id(c) is None]
-        self._handed = J.handoffs(learner_code, {n: list(self.equivalents.get(n, [])) for n in self.learner_names})
+        cells = [(self.tests[gid], True) if (gid := self._test_id(c)) is not None else (c.source, False)
+                 for c in nb.cells if c.cell_type == "code"]
+        self._handed = J.handoffs(cells, {n: list(self.equivalents.get(n, [])) for n in self.learner_names})
         self._deadline = time.monotonic() + self.budget
         self.error_on_timeout = {
             "ename": TIMEOUT_ENAME,

@@ -27,7 +27,6 @@ from pathlib import Path
 import nbformat
 
 from . import answer_key as AK
-from .judge import learner_definitions
 
 REPORT_AT = 0.5
 """Pairs at least this similar go into similarity.csv and the HTML report."""
@@ -48,7 +47,7 @@ class Pair:
     tokens: int
 
 
-def _answered(stmt: ast.stmt) -> bool:
+def _answered(stmt: ast.AST) -> bool:
     """False for a function the learner left as given (its body still raises NotImplementedError)."""
     for node in ast.walk(stmt):
         if isinstance(node, ast.Raise) and node.exc is not None:
@@ -59,17 +58,24 @@ def _answered(stmt: ast.stmt) -> bool:
 
 
 def graded_code(sources: list[str], names: list[str]) -> str:
-    """The learner's own definitions of the graded ``names`` (answered ones only), as one text."""
-    texts: dict[str, str] = {}
-    for src in sources:  # the last definition of a name wins, as when the notebook runs
-        for name, stmt in learner_definitions([src]).items():
-            if name in names:
-                segment = ast.get_source_segment(src, stmt)
-                if segment is not None and _answered(stmt):
-                    texts[name] = segment
-                else:
-                    texts.pop(name, None)
-    return "\n\n".join(texts[n] for n in names if n in texts)
+    """The learner's code for the graded ``names`` (answered ones only), as one text: each
+    function with the notebook code it relies on (its helpers, aliases, decorators; see
+    :mod:`autograder.references`), so a copy moved into a helper or rebound under the graded
+    name reads like a plain copy."""
+    from .references import Namespace
+
+    namespace = Namespace(list(sources))
+    texts: list[str] = []
+    shown: set[int] = set()
+    for name in names:
+        binding = namespace.lookup(name)
+        if binding is None or not _answered(binding.node):
+            continue
+        for b in namespace.reach(name).bindings:
+            if b.kind != "import" and id(b.node) not in shown:
+                shown.add(id(b.node))
+                texts.append(b.segment())
+    return "\n\n".join(t for t in texts if t)
 
 
 def _notebook_code(path: Path) -> list[str]:

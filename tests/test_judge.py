@@ -201,6 +201,10 @@ def test_judge_refuses_a_function_that_used_a_named_equivalent():
     assert verdict.ename == J.HANDED_OFF
 
 
+def _handoffs(codes, graded):
+    return J.handoffs([(code, False) for code in codes], graded)
+
+
 def test_handoffs_read_the_learners_definitions():
     graded = {"top_k": ["heapq.nlargest"], "softmax": ["scipy.special.softmax"]}
     cases = {
@@ -211,14 +215,14 @@ def test_handoffs_read_the_learners_definitions():
         "top_k = __import__('heapq').nlargest": "top_k",
     }
     for code, name in cases.items():
-        assert name in J.handoffs([code], graded), code
+        assert name in _handoffs([code], graded), code
     honest = 'def top_k(p, k):\n    """Like heapq.nlargest, by hand."""\n    return sorted(range(len(p)), key=lambda i: -p[i])[:k]'
-    assert J.handoffs([honest], graded) == {}
+    assert _handoffs([honest], graded) == {}
     message = 'def top_k(p, k):\n    if k < 0:\n        raise ValueError("top_k: not like nlargest, k must be >= 0")\n    return []'
-    assert J.handoffs([message], graded) == {}, "words in a message are not a hand-off"
-    assert "top_k" in J.handoffs(["def top_k(p, k):\n    return getattr(__import__('heapq'), 'nlargest')(k, p)"], graded)
+    assert _handoffs([message], graded) == {}, "words in a message are not a hand-off"
+    assert "top_k" in _handoffs(["def top_k(p, k):\n    return getattr(__import__('heapq'), 'nlargest')(k, p)"], graded)
     # the last definition wins, as when the notebook runs
-    assert J.handoffs(["from heapq import nlargest as top_k", honest], graded) == {}
+    assert _handoffs(["from heapq import nlargest as top_k", honest], graded) == {}
 
 
 def test_observe_and_attempt_in_each_mode(monkeypatch):
