@@ -41,6 +41,8 @@ OBSERVERS = ("observe", "attempt")
 JUDGE_FLAG = "JUDGE"
 NOT_OBSERVED = "NotObserved"
 HANDED_OFF = "HandedOff"
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
 KERNEL_TYPE_CHECKS = ("isinstance", "issubclass", "type")
 """Calls a test cell must not make on the kernel's side: a type is decided by the judge."""
 
@@ -323,7 +325,8 @@ def judge_test(source: str, records: list[dict], learner_names: set[str],
 
     namespace: dict = {"__name__": "__judge__", "__builtins__": builtins}
     namespace.update({name: _absent(name) for name in learner_names})
-    code = compile(source, f"<{label}>", "exec")
+    filename = f"<{label}>"
+    code = compile(source, filename, "exec")
     sink = io.StringIO()
     try:
         with replaying(records, graded, handed), warnings.catch_warnings(), \
@@ -333,19 +336,66 @@ def judge_test(source: str, records: list[dict], learner_names: set[str],
             exec(code, namespace)  # noqa: S102 - the lab's own test code, never the learner's
     except HandedOff as exc:
         return Verdict(False, HANDED_OFF, str(exc))
-    except ObservedError as exc:
-        return Verdict(False, exc.ename, exc.message, {"mro": exc.mro})
     except MissingObservation as exc:
         return Verdict(False, NOT_OBSERVED, str(exc))
-    except AssertionError as exc:
-        return Verdict(False, "AssertionError", str(exc))
     except _JudgeTimeout:
         return Verdict(False, "JudgeTimeout", f"checking took longer than {timeout:g} s")
     except _LearnerNameUsed as exc:
         return Verdict(False, "TestDefect", str(exc))
     except Exception as exc:  # noqa: BLE001 - a value of the wrong kind breaks a check: that is a failure
-        return Verdict(False, type(exc).__name__, str(exc))
+        ename = exc.ename if isinstance(exc, ObservedError) else type(exc).__name__
+        message = exc.message if isinstance(exc, ObservedError) else str(exc)
+        extra = {"mro": exc.mro} if isinstance(exc, ObservedError) else {}
+        if _in_hidden_part(source, _failing_line(exc, filename)):
+            whose = sorted(observed_names(source) & set(learner_names))
+            message = hidden_failure(ename, message, whose, observed=isinstance(exc, ObservedError))
+        return Verdict(False, ename, message, extra)
     return Verdict(True)
+
+
+HIDDEN_NOTICE = "a hidden test{of} failed"
+HINT = "\nHint: "
+
+
+def hidden_failure(ename: str, message: str, whose: list[str], observed: bool) -> str:
+    """What a learner may read of a failing hidden test: that it failed, of what, and its hint; never
+    the expected values, the inputs, the test's source or the text the learner's own code raised."""
+    of = f" of {', '.join(whose)}" if whose else ""
+    text = HIDDEN_NOTICE.format(of=of)
+    if observed:
+        return f"{text}: your code raised {ename} there"
+    hint = message.split(HINT, 1)[1].strip() if HINT in message else ""
+    if message.startswith("Hint: "):
+        hint = message[len("Hint: "):].strip()
+    return text + (HINT + hint if hint else "")
+
+
+def _failing_line(exc: BaseException, filename: str) -> int | None:
+    """The line of the test cell's own top-level code that was running when ``exc`` was raised."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            return tb.tb_lineno
+        tb = tb.tb_next
+    return None
+
+
+def hidden_ranges(source: str) -> list[tuple[int, int]]:
+    """(first, last) line numbers (1-based) of each hidden-test section of a test cell."""
+    out, start = [], None
+    for number, line in enumerate(source.splitlines(), start=1):
+        if HIDDEN_BEGIN in line:
+            start = number
+        elif HIDDEN_END in line and start is not None:
+            out.append((start, number))
+            start = None
+    if start is not None:
+        out.append((start, 10**9))
+    return out
+
+
+def _in_hidden_part(source: str, line: int | None) -> bool:
+    return line is not None and any(a < line < b for a, b in hidden_ranges(source))
 
 
 def _seed() -> None:

@@ -276,13 +276,24 @@ def _output_text(output) -> str:
 
 
 class HideHiddenTests(NbGraderPreprocessor):
-    """Feedback without hidden tests: sources cut at ``### BEGIN HIDDEN TESTS``,
-    test-cell tracebacks reduced to their last line, quoting outputs removed."""
+    """Feedback without hidden tests: sources cut at ``### BEGIN HIDDEN TESTS``, and nothing the
+    learner's code wrote once a hidden test has run.
+
+    A test cell keeps only its verdict (the judge already reduced a hidden failure to its hint,
+    :func:`autograder.judge.hidden_failure`). From the first cell that holds hidden tests on, the
+    learner's code has seen hidden inputs, so what it prints or shows there and in every later
+    cell is left out (a learner's own notebook shows it), and an error keeps only its type: any
+    of them could carry the hidden tests' inputs out, encoded or not. Outputs that quote a hidden
+    test line are removed anywhere."""
 
     hidden = Dict(help="grade_id -> True for test cells that hold hidden tests").tag(config=True)
     secrets = List(Unicode(), help="hidden-test lines that must not appear anywhere").tag(config=True)
     begin = Unicode("### BEGIN HIDDEN TESTS").tag(config=True)
     end = Unicode("### END HIDDEN TESTS").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        self._seen_hidden = False
+        return super().preprocess(nb, resources)
 
     def _strip_source(self, source: str) -> str:
         out, inside = [], False
@@ -296,28 +307,43 @@ class HideHiddenTests(NbGraderPreprocessor):
                 out.append(line)
         return "\n".join(out)
 
+    def _error(self, out, note: str) -> NotebookNode:
+        evalue = ANSI.sub("", str(out.get("evalue", "")))
+        if leaks(evalue, self.secrets):
+            evalue = "(message withheld: it quotes a hidden test)"
+        return NotebookNode(output_type="error", ename=out.get("ename"), evalue=evalue,
+                            traceback=[f"{out.get('ename')}: {evalue}", note])
+
     def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if is_test_cell(cell) and (self.hidden.get(gid) or self.begin in cell.source):
-            cell.source = self._strip_source(cell.source)
-            kept = []
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "error":
-                    evalue = ANSI.sub("", str(out.get("evalue", "")))
-                    if leaks(evalue, self.secrets):
-                        evalue = "(message withheld: it quotes a hidden test)"
-                    line = f"{out.get('ename')}: {evalue}"
-                    kept.append(NotebookNode(output_type="error", ename=out.get("ename"), evalue=evalue,
-                                             traceback=[line, "(the traceback is not shown: this test cell holds hidden tests)"]))
-                elif out.get("output_type") == "stream":
-                    kept.append(out)
-            cell.outputs = kept
-        if cell.cell_type == "code":
-            clean = []
-            for out in cell.get("outputs", []):
-                if leaks(_output_text(out), self.secrets):
-                    out = NotebookNode(output_type="stream", name="stdout",
-                                       text="[output removed by the grader: it quotes a hidden test]\n")
-                clean.append(out)
-            cell.outputs = clean
+        holds_hidden = is_test_cell(cell) and (self.hidden.get(gid) or self.begin in cell.source)
+        self._seen_hidden = getattr(self, "_seen_hidden", False) or bool(holds_hidden)
+        outputs = list(cell.get("outputs", []))
+        if is_test_cell(cell):
+            if holds_hidden:
+                cell.source = self._strip_source(cell.source)
+            note = "(the traceback is not shown: this test cell holds hidden tests)" if holds_hidden else \
+                "(the traceback is not shown in feedback)"
+            outputs = [self._error(o, note) for o in outputs if o.get("output_type") == "error"] + \
+                ([] if self._seen_hidden else [o for o in outputs if o.get("output_type") == "stream"])
+        elif self._seen_hidden:
+            errors = [o for o in outputs if o.get("output_type") == "error"]
+            outputs = [NotebookNode(output_type="error", ename=o.get("ename"), evalue="(not shown in feedback)",
+                                    traceback=[f"{o.get('ename')}: (the message is not shown in feedback once hidden "
+                                               "tests have run; run your notebook to see it)"]) for o in errors[:1]]
+            if len(outputs) < len([o for o in cell.get("outputs", []) if o.get("output_type") != "error"]) + len(errors):
+                outputs.insert(0, NotebookNode(output_type="stream", name="stdout", text=OUTPUTS_NOT_SHOWN))
+        clean = []
+        for out in outputs:
+            if leaks(_output_text(out), self.secrets):
+                out = NotebookNode(output_type="stream", name="stdout",
+                                   text="[output removed by the grader: it quotes a hidden test]\n")
+            clean.append(out)
+        cell.outputs = clean
         return cell, resources
+
+
+OUTPUTS_NOT_SHOWN = ("[outputs of this cell are not shown in feedback: it ran after hidden tests had run; "
+                     "run your notebook to see them]\n")

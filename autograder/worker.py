@@ -47,6 +47,7 @@ from . import course as C
 from .sandbox import CONFIG_ENV, SandboxConfig
 
 RESULT_PREFIX = "@@RLHF-RESULT@@ "
+HINT = "\nHint: "
 MAX_LEARNER_FILE = 50 * 2**20
 """Largest file beside a learner's notebook that is copied for grading (bytes)."""
 
@@ -460,7 +461,10 @@ def _why(cell, settings: Settings, secrets: list[str]) -> str | None:
     if not (ours or errors):
         return None
     e = (ours or errors)[0]  # a timeout's KeyboardInterrupt is not the story
-    ename, evalue = e.get("ename"), first_line(e.get("evalue", ""))
+    full = C.ANSI.sub("", str(e.get("evalue", "")))
+    ename, evalue = e.get("ename"), first_line(full)
+    if HINT in full and not evalue.startswith("Hint: "):
+        evalue += " | Hint: " + first_line(full.split(HINT, 1)[1])
     if C.leaks(evalue, secrets):
         evalue = "(message withheld: it quotes a hidden test)"
     if ename == "NotImplementedError":

@@ -208,11 +208,32 @@ def test_feedback_never_shows_hidden_tests(graded):
         assert "SECRET_SENTINEL" not in text and "BEGIN HIDDEN TESTS" not in text and "1001.0" not in text, page
     good = html_text((graded / "feedback" / "good" / f"{LAB}.html").read_text())
     assert "softmax([1.0, 2.0, 3.0])" in good, "the visible tests are shown"
-    # The exfiltrating student printed the hidden tests from inside its function: removed everywhere.
+    # The exfiltrating student printed the hidden tests from inside its function: nothing of it is shown.
     bad = html_text((graded / "feedback" / "exfiltrate" / f"{LAB}.html").read_text())
-    assert "removed by the grader" in bad
+    assert "not shown in feedback" in bad
     reasons = (graded / "grades.csv").read_text()
     assert not C.leaks(reasons, secrets)
+
+
+def test_feedback_carries_no_hidden_input_or_expected_value(graded):
+    """What the learner's code saw during hidden tests (even encoded, even printed, displayed or raised
+    in a later cell) and what a failing hidden test expected never reach the feedback or the reason."""
+    import base64
+
+    from autograder.worker import html_text
+
+    hidden_inputs = [[1000.0, 1001.0], [3.0, 1.0, 0.2], [0.5, 0.2, 0.05, 0.25]]
+    leaked = [base64.b64encode(repr(x).encode()).decode() for x in hidden_inputs]
+    rows = read_csv(graded / "grades.csv")
+    for student in ("exfiltrate_encoded", "lookup_table", "wrong_hidden"):
+        page = html_text((graded / "feedback" / student / f"{LAB}.html").read_text())
+        for text in (page, rows[student]["reason"]):
+            assert not any(code in text for code in leaked), (student, text)
+            assert "1001.0" not in text and "0.836019" not in text and "0.2]" not in text, (student, text)
+    visible = base64.b64encode(repr([1.0, 2.0, 3.0]).encode()).decode()
+    page = html_text((graded / "feedback" / "exfiltrate_encoded" / f"{LAB}.html").read_text())
+    assert visible in page, "what the learner's code printed before any hidden test ran is shown"
+    assert "ValueError: (the message is not shown in feedback" in page, "a later cell's error keeps its type, not its message"
 
 
 def _outputs(graded: Path, student: str) -> str:
@@ -377,6 +398,7 @@ def test_check_gives_the_same_verdict_as_grade(graded, student, capsys):
         assert "pending / 2" in report and "graded by hand" in report
     if student == "wrong_hidden":
         assert "large logits overflow: subtract the max first" in report  # the failing test's hint
+        assert "1000" not in report, "never the hidden test's inputs"
 
 
 def test_no_sandbox_mode_grades_the_same(tmp_path, monkeypatch):

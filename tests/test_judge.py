@@ -177,6 +177,22 @@ def test_judge_passes_a_right_answer_and_fails_a_wrong_one_with_its_hint():
     assert not verdict.passed and "HIDDEN HINT: multiply by 2" in verdict.message
 
 
+def test_a_failing_hidden_test_shows_that_it_failed_and_its_hint_only():
+    """Issue 27: feedback of a failing hidden test never shows its expected values or inputs, nor what
+    the learner's code raised there; a visible test keeps its full message."""
+    wrong = _records([torch.tensor([2.0, 4.0]), torch.arange(3.0) * 3, torch.arange(4.0) * 2, torch.zeros(1)])
+    verdict = J.judge_test(TEST, wrong, {"double"})
+    assert verdict.message == "a hidden test of double failed\nHint: HIDDEN HINT: multiply by 2"
+    shape = _records([torch.tensor([2.0, 4.0]), torch.arange(3.0) * 2, torch.arange(4.0) * 2, torch.zeros(2)])
+    assert J.judge_test(TEST, shape, {"double"}).message == "a hidden test of double failed", "no hint, no values"
+    raised = _records([torch.tensor([2.0, 4.0])]) + [
+        {"ok": False, "error": {"mro": ["IndexError", "LookupError", "Exception"], "message": "index 7 of arange(3.0)"}}]
+    verdict = J.judge_test(TEST, raised, {"double"})
+    assert verdict.ename == "IndexError" and "arange" not in verdict.message and "raised IndexError" in verdict.message
+    visible = J.judge_test(TEST, _records([torch.tensor([2.0, 5.0])]), {"double"})
+    assert "double(x) differs from the reference" in visible.message and "Hint: twice x" in visible.message
+
+
 def test_judge_reports_missing_and_raised_outcomes():
     verdict = J.judge_test(TEST, _records([torch.tensor([2.0, 4.0])]), {"double"})
     assert verdict.ename == J.NOT_OBSERVED
