@@ -17,7 +17,11 @@ module puts that kernel, and only that kernel, in a box:
 * **limits**: an address-space cap (``RLIMIT_AS``, so a runaway allocation
   raises ``MemoryError`` or kills only this kernel), a file-size cap, no core
   dumps, all capabilities dropped, a new session (no terminal injection), and
-  a new PID namespace that dies with the grader (``--die-with-parent``).
+  a new PID namespace that dies with the grader (``--die-with-parent``);
+* **nothing of the grader**: the kernel runs as ``student`` (uid 1000) in a user
+  namespace of its own, and is PID 1 of its PID namespace, so ``/proc`` shows
+  only the kernel and what it starts (no launcher with the grader's command line
+  or environment); its environment is :func:`sandbox_env`, nothing else.
 
 Time limits are the grader's job (per-cell timeouts and a per-submission
 budget, see :mod:`autograder.preprocessors`). What the box does not hold:
@@ -43,6 +47,8 @@ CONFIG_ENV = "RLHF_SANDBOX_CONFIG"
 KERNEL_NAME = "rlhf-sandbox"
 SANDBOX_HOME = "/home/student"
 SANDBOX_WORK = "/home/student/work"
+SANDBOX_UID = 1000
+"""The kernel's user and group id inside the box (an unprivileged user of its own user namespace)."""
 INSTALL_HINT = (
     "bubblewrap (`bwrap`) is needed to grade safely. Install it with "
     "`apt-get install bubblewrap` (Debian/Ubuntu; `make system-deps` does it), "
@@ -179,13 +185,18 @@ def sandbox_env(cfg: SandboxConfig) -> dict[str, str]:
     return env
 
 
-def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
-    """The full ``bwrap ...  -- inner`` command line for one kernel."""
+def bwrap_command(cfg: SandboxConfig, inner: list[str], identity: dict[str, Path] | None = None) -> list[str]:
+    """The full ``bwrap ...  -- inner`` command line for one kernel (``identity``: the box's own
+    ``passwd`` and ``group`` files, see :func:`write_identity`)."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise FileNotFoundError(INSTALL_HINT)
-    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-           "--hostname", "sandbox", "--clearenv"]
+    # A user namespace of its own, in which the kernel is an unprivileged user (uid 1000, no
+    # capabilities), and PID 1 of its own PID namespace: no reaper started with bwrap's command
+    # line and environment, so /proc shows the kernel and its children only.
+    cmd = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+           "--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox",
+           "--clearenv"]
     # The scratch file systems come first: a bind below would be hidden under a tmpfs
     # mounted after it (a kit cloned under /tmp would lose its venv inside the box).
     size = str(cfg.tmpfs_mb * 2**20)
@@ -203,6 +214,8 @@ def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
     for etc in _ETC_FILES:
         if os.path.exists(etc):
             cmd += ["--ro-bind", etc, etc]
+    for name, path in (identity or {}).items():  # the box's own user: student, uid 1000
+        cmd += ["--ro-bind", str(path), f"/etc/{name}"]
     for path in default_ro_paths() + list(cfg.ro_paths):
         if not path.startswith(("/usr/", "/opt/")):
             cmd += ["--ro-bind", path, path]
@@ -219,6 +232,21 @@ def bwrap_command(cfg: SandboxConfig, inner: list[str]) -> list[str]:
     for key, value in sandbox_env(cfg).items():
         cmd += ["--setenv", key, value]
     return cmd + ["--"] + inner
+
+
+def write_identity(folder: Path) -> dict[str, Path]:
+    """``passwd`` and ``group`` files that name the box's one user, ``student`` (uid and gid
+    :data:`SANDBOX_UID`), written to ``folder`` (outside every folder bound into the box)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"passwd": f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:{SANDBOX_HOME}:/bin/sh\n"
+                       "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+             "group": f"student:x:{SANDBOX_UID}:\nnogroup:x:65534:\n"}
+    out = {}
+    for name, text in files.items():
+        path = folder / name
+        path.write_text(text)
+        out[name] = path
+    return out
 
 
 def set_limits(cfg: SandboxConfig) -> None:
@@ -282,9 +310,9 @@ def launch(argv: list[str]) -> None:
             env[key] = os.path.join(cfg.work_dir, ".scratch", key.lower())
         os.chdir(cfg.work_dir)
         os.execve(sys.executable, inner, env)
-    cmd = bwrap_command(cfg, inner)
+    cmd = bwrap_command(cfg, inner, write_identity(Path(cfg_path).resolve().parent / "identity"))
     set_limits(cfg)
-    os.execv(cmd[0], cmd)
+    os.execve(cmd[0], cmd, {"PATH": "/usr/bin:/bin"})  # nothing of the grader's environment, even in bwrap
 
 
 if __name__ == "__main__":

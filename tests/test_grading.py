@@ -56,7 +56,11 @@ def graded(tmp_path_factory) -> Path:
         pytest.skip(SANDBOX_PROBLEM)
     out = tmp_path_factory.mktemp("graded")
     start = time.perf_counter()
-    rc = rlhf_course("grade", str(CLASS), "--out", str(out), "--jobs", "2", *LIMITS)
+    os.environ["RLHF_TEST_GRADER_MARKER"] = "grader-only"  # the snooping student looks for it in the box
+    try:
+        rc = rlhf_course("grade", str(CLASS), "--out", str(out), "--jobs", "2", *LIMITS)
+    finally:
+        os.environ.pop("RLHF_TEST_GRADER_MARKER", None)
     (out / "seconds.txt").write_text(f"{time.perf_counter() - start:.1f}")
     assert rc == 0, "every fixture submission must be graded (status=graded)"
     return out
@@ -251,6 +255,9 @@ def test_sandbox_hides_other_work_and_protects_the_gradebook(graded):
     import rlhf_helpers
 
     assert "pwned" not in Path(rlhf_helpers.__file__).read_text()
+    assert "SNOOP-USER 1000 student" in text, "the kernel runs as the box's unprivileged user"
+    assert "SNOOP-GRADER" not in text, "/proc in the box shows nothing of the grader or the sandbox launcher"
+    assert "SNOOP-ENV []" in text
     assert read_csv(graded / "grades.csv")["good"]["auto_score"] == "6"
 
 
