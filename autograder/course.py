@@ -191,12 +191,20 @@ def _observation_problems(nb, name: str) -> list[Problem]:
     from .answer_key import learner_names
     from .judge import test_cell_problems
 
+    from .answer_key import test_sources
+    from .judge import error_tests, observed_names
+
     names = set(learner_names(nb))
     out = []
     for i, cell in enumerate(nb.cells):
         if is_test_cell(cell):
             gid = cell.metadata.nbgrader.get("grade_id")
             out += [Problem(f"{name} cell {i} ({gid})", p) for p in test_cell_problems(cell.source, names)]
+    tests = test_sources(nb)
+    for gid, needs in error_tests(tests, names).items():
+        if not needs and "observe(" not in tests[gid]:
+            out.append(Problem(f"{name} ({gid})", f"an error test of {sorted(observed_names(tests[gid]) & names)} "
+                                                  "has no value test to depend on: observe a value in it too"))
     return out
 
 

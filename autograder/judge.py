@@ -41,6 +41,7 @@ OBSERVERS = ("observe", "attempt")
 JUDGE_FLAG = "JUDGE"
 NOT_OBSERVED = "NotObserved"
 HANDED_OFF = "HandedOff"
+VALUES_FIRST = "ValuesFirst"
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
 KERNEL_TYPE_CHECKS = ("isinstance", "issubclass", "type")
@@ -396,6 +397,39 @@ def hidden_ranges(source: str) -> list[tuple[int, int]]:
 
 def _in_hidden_part(source: str, line: int | None) -> bool:
     return line is not None and any(a < line < b for a, b in hidden_ranges(source))
+
+
+def error_tests(tests: dict[str, str], learner_names: set[str]) -> dict[str, list[str]]:
+    """Error-handling test -> the value tests it depends on.
+
+    A test cell that ``attempt``\ s the learner's code (it checks what is raised) pays only when
+    every test cell that observes the same graded functions without ``attempt`` passes: a stub
+    that always raises, or a fake, would otherwise earn the error points of a function that
+    computes nothing right."""
+    observed = {gid: observed_names(src) & learner_names for gid, src in tests.items()}
+    attempts = {gid for gid, src in tests.items() if _uses_attempt(src)}
+    return {gid: [v for v in tests if v not in attempts and observed[v] & observed[gid]] for gid in sorted(attempts)}
+
+
+def _uses_attempt(source: str) -> bool:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(_call_name(n) == "attempt" for n in ast.walk(tree))
+
+
+def gate_error_tests(verdicts: dict[str, Verdict], tests: dict[str, str], learner_names: set[str]) -> dict[str, Verdict]:
+    """``verdicts`` with every passing error test whose value tests did not all pass turned into a
+    failure that says why (see :func:`error_tests`)."""
+    out = dict(verdicts)
+    for gid, needs in error_tests(tests, learner_names).items():
+        failed = [v for v in needs if v in verdicts and not verdicts[v].passed]
+        if gid in out and out[gid].passed and failed:
+            whose = ", ".join(sorted(observed_names(tests[gid]) & learner_names))
+            out[gid] = Verdict(False, VALUES_FIRST, f"the error handling of {whose} earns its points once its value "
+                                                    f"tests pass ({', '.join(failed)} did not)")
+    return out
 
 
 def _seed() -> None:

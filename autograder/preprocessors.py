@@ -124,6 +124,8 @@ class SandboxExecute(Execute):
         return cell
 
     def _judge_all(self, nb) -> None:
+        verdicts: dict[str, J.Verdict] = {}
+        cells: dict[str, tuple] = {}
         for index, cell in enumerate(nb.cells):
             gid = self._test_id(cell)
             if gid is None:
@@ -131,12 +133,16 @@ class SandboxExecute(Execute):
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
             ours = [o for o in errors if o.get("ename") in (TIMEOUT_ENAME, DIED_ENAME, NOT_RUN_ENAME)]
             kept = [o for o in cell.get("outputs", []) if o.get("output_type") != "error"]
+            cells[gid] = (cell, kept, errors)
             if ours:
-                cell.outputs = kept + ours[:1]
+                verdicts[gid] = J.Verdict(False, ours[0].get("ename"), str(ours[0].get("evalue", "")))
                 continue
-            verdict = J.judge_test(self.tests[gid], self._observations.get(index, []), set(self.learner_names),
-                                   {n: list(self.equivalents.get(n, [])) for n in self.learner_names}, self._handed,
-                                   timeout=float(self.timeout), label=gid)
+            verdicts[gid] = J.judge_test(self.tests[gid], self._observations.get(index, []), set(self.learner_names),
+                                         {n: list(self.equivalents.get(n, [])) for n in self.learner_names},
+                                         self._handed, timeout=float(self.timeout), label=gid)
+        verdicts = J.gate_error_tests(verdicts, self.tests, set(self.learner_names))
+        for gid, verdict in verdicts.items():
+            cell, kept, errors = cells[gid]
             if verdict.passed:
                 cell.outputs = kept
                 continue
@@ -144,7 +150,8 @@ class SandboxExecute(Execute):
             if ename == J.NOT_OBSERVED and errors:
                 e = errors[0]
                 ename = e.get("ename") or "Error"
-                message = f"this test stopped early in your notebook: {ename}: {ANSI.sub('', str(e.get('evalue', '')))}"
+                said = "" if J.hidden_ranges(self.tests[gid]) else f": {ANSI.sub('', str(e.get('evalue', '')))}"
+                message = f"this test stopped early in your notebook: {ename}{said}"
             cell.outputs = kept + [error_output(ename, message)]
 
     # -- events ----------------------------------------------------------------

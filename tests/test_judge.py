@@ -193,6 +193,25 @@ def test_a_failing_hidden_test_shows_that_it_failed_and_its_hint_only():
     assert "double(x) differs from the reference" in visible.message and "Hint: twice x" in visible.message
 
 
+def test_error_tests_pay_only_when_the_value_tests_pass():
+    """Issue 27: a stub that always raises ValueError passes 'raises ValueError on bad input'; the
+    error test earns its points only when the same function's value tests pass."""
+    tests = {
+        "test_f": "from rlhf_helpers.checks import observe\nassert observe(lambda: f(2)) == 4\n",
+        "test_f_errors": "from rlhf_helpers.checks import assert_raises, attempt\n"
+                         "assert_raises(ValueError, attempt(lambda: f(-1)), 'f(-1)')\n",
+        "test_g": "from rlhf_helpers.checks import observe\nassert observe(lambda: g(1)) == 1\n",
+    }
+    assert J.error_tests(tests, {"f", "g"}) == {"test_f_errors": ["test_f"]}
+    stub = {"test_f": J.Verdict(False, "ValueError", "stub"), "test_f_errors": J.Verdict(True),
+            "test_g": J.Verdict(True)}
+    gated = J.gate_error_tests(stub, tests, {"f", "g"})
+    assert not gated["test_f_errors"].passed and gated["test_f_errors"].ename == J.VALUES_FIRST
+    assert "test_f did not" in gated["test_f_errors"].message and gated["test_g"].passed
+    honest = dict(stub, test_f=J.Verdict(True))
+    assert J.gate_error_tests(honest, tests, {"f", "g"}) == honest
+
+
 def test_judge_reports_missing_and_raised_outcomes():
     verdict = J.judge_test(TEST, _records([torch.tensor([2.0, 4.0])]), {"double"})
     assert verdict.ename == J.NOT_OBSERVED
