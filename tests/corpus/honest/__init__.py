@@ -17,9 +17,10 @@ own answer in ``rlhf_helpers``; each is correct.
 
 Variant ``"a"`` answers every graded solution cell of its lab, ``"b"`` at least half of them in
 other styles; the cells a variant does not list keep the solution's source (as in
-``tests/test_labs.py``'s solved copy). Further variants hold honest styles that the grader
-refused when they were written, one finding each: :data:`KNOWN_REFUSALS` says which and why.
-They stay in the corpus so that the fix shows, and are expected to fail until then.
+``tests/test_labs.py``'s solved copy). Further variants (``"c"``) hold honest styles that lost
+points when they were written, one finding each: :data:`KNOWN_REFUSALS` (refused by the hand-off
+check, which the fast test sees) and :data:`KNOWN_LOSSES` (points lost only when graded) say
+which and why. They stay in the corpus so that the fix shows, and are expected to fail until then.
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ VARIANTS_BY_LAB: dict[str, dict[str, dict[str, str]]] = {
 KNOWN_REFUSALS: dict[tuple[str, str], str] = {
     ("lab2_rewards", "c"): "expected_reward reads est.sem, a field of the learner's own NamedTuple: the hand-off "
                            "check takes the attribute name for scipy.stats.sem / pandas.Series.sem",
+    ("lab3_ppo", "c"): "ppo_policy_loss delegates to the learner's own static method of the same name and uses the kit's "
+                       "masked_mean (handed out by the lab): read as 'taken from an import'",
 }
-"""(lab, variant) -> the finding: an honest answer the grader refused (statically, by
-``autograder.judge.handoffs``) when the variant was written. Expected to fail until fixed."""
+"""(lab, variant) -> why ``autograder.judge.handoffs`` refuses this honest answer (it then scores 0 on the
+function's tests when graded too)."""
+
+KNOWN_LOSSES: dict[tuple[str, str], str] = {
+}
+"""(lab, variant) -> why this honest answer loses points when graded although the hand-off check passes it."""
 
 
 def solution_sources(lab: str) -> dict[str, str]:
