@@ -423,4 +423,20 @@ def beam_search(model, input_ids: torch.Tensor, num_beams: int, max_new_tokens: 
     return state.beams[0, input_ids.shape[-1]:], float(state.scores[0])
 ''',
     },
+    # c (finding): a private helper named _penalty, which a hidden test of the same lab also uses as a loop
+    # variable (for _penalty in [1.3, 2.0, 0.7, 1.0]). Hidden tests run in the learner's namespace, so
+    # under grading the helper is replaced by a float before the function is first called; the visible
+    # test, all a learner can run, passes.
+    "c": {
+        "apply_repetition_penalty": r'''def _penalty(z, theta):
+    """CTRL's rule for one logit: divided by theta if positive, multiplied by theta otherwise."""
+    return torch.where(z > 0, z / theta, z * theta)
+
+
+def apply_repetition_penalty(logits: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Penalise the logits of every token that occurs in input_ids (transformers' rule)."""
+    used = torch.gather(logits, -1, input_ids)
+    return logits.scatter(-1, input_ids, _penalty(used, penalty))
+''',
+    },
 }
