@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from corpus.honest import KNOWN_REFUSALS, LABS, VARIANTS_BY_LAB, honest_notebook, solution_sources
+from corpus.honest import KNOWN_LOSSES, KNOWN_REFUSALS, LABS, VARIANTS_BY_LAB, honest_notebook, solution_sources
 
 from autograder import answer_key as AK
 from autograder import course as C
@@ -70,6 +70,14 @@ def test_variants_answer_the_graded_cells(lab):
         for gid, source in cells.items():
             assert source.strip() != solutions[gid].strip(), f"{lab} variant {name}: {gid} is the solution's own source"
             assert "### BEGIN SOLUTION" not in source, f"{lab} variant {name}: {gid} still holds the solution markers"
+
+
+def test_findings_name_variants_beyond_a_and_b():
+    """Every variant past a and b is a finding, listed once; a and b must keep full marks."""
+    listed = set(KNOWN_REFUSALS) | set(KNOWN_LOSSES)
+    assert not set(KNOWN_REFUSALS) & set(KNOWN_LOSSES), "a finding is either a refusal or a loss"
+    extra = {(lab, v) for lab in LABS for v in VARIANTS_BY_LAB[lab] if v not in ("a", "b")}
+    assert listed == extra, f"unlisted: {sorted(extra - listed)}; listed but absent: {sorted(listed - extra)}"
 
 
 def _params():

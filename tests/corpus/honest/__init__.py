@@ -46,6 +46,8 @@ KNOWN_REFUSALS: dict[tuple[str, str], str] = {
                            "check takes the attribute name for scipy.stats.sem / pandas.Series.sem",
     ("lab3_ppo", "c"): "ppo_policy_loss delegates to the learner's own static method of the same name and uses the kit's "
                        "masked_mean (handed out by the lab): read as 'taken from an import'",
+    ("lab6_dpo_hf", "c"): "make_dpo_config delegates to the learner's own class method of the same name, which calls "
+                          "get_device() as the lab says: read as 'taken from an import'",
 }
 """(lab, variant) -> why ``autograder.judge.handoffs`` refuses this honest answer (it then scores 0 on the
 function's tests when graded too)."""
