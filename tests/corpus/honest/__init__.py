@@ -55,6 +55,8 @@ function's tests when graded too)."""
 KNOWN_LOSSES: dict[tuple[str, str], str] = {
     ("lab1_sampling", "c"): "a private helper _penalty is rebound to a float by a hidden test's loop variable "
                             "(for _penalty in [...]): hidden tests run in the learner's namespace",
+    ("lab7_beyond_ppo", "c"): "a private helper _loss is rebound to a tensor by the hidden part of test_pairwise_loss "
+                              "(_loss, _gc, _gr = observe(...)): hidden tests run in the learner's namespace",
 }
 """(lab, variant) -> why this honest answer loses points when graded although the hand-off check passes it."""
 
