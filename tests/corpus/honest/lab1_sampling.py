@@ -346,6 +346,36 @@ top_k_filter = top_k_filter
 
 apply_repetition_penalty = apply_repetition_penalty
 ''',
+        "token_bias_processor": r'''from collections.abc import Iterable
+
+
+class _StepGated(LogitsProcessor):
+    """A logits processor that acts only at chosen generation steps; subclasses say how (adjust)."""
+
+    def __init__(self, steps, prompt_length):
+        self.steps = None if steps is None else set(steps)
+        self.prompt_length = prompt_length
+
+    def adjust(self, scores):
+        raise NotImplementedError
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[-1] - self.prompt_length
+        return scores if self.steps is not None and step not in self.steps else self.adjust(scores)
+
+
+class TokenBiasProcessor(_StepGated):
+    """Add a bias to chosen tokens' logits at chosen generation steps."""
+
+    def __init__(self, token_bias: dict[int, float], steps: Iterable[int] | None = None, prompt_length: int = 0):
+        super().__init__(steps, prompt_length)
+        self.ids = torch.tensor(list(token_bias), dtype=torch.long)
+        self.biases = torch.tensor([float(b) for b in token_bias.values()])
+
+    def adjust(self, scores):
+        # index_add adds each bias to its token's column, in every row, into a new tensor
+        return scores.index_add(-1, self.ids.to(scores.device), self.biases.to(scores)[None].expand(len(scores), -1))
+''',
         "generate_text": r'''import functools
 
 _greedy = lambda logits: logits.argmax(dim=-1, keepdim=True)            # (1, 1)
