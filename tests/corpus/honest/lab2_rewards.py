@@ -179,7 +179,10 @@ def scores_from_pipe_outputs(pipe_outputs: list[list[dict]], label: str = "POSIT
     pick = functools.partial(_select, label)
     return torch.tensor(list(map(pick, pipe_outputs)), dtype=torch.float32)
 ''',
-        "length_sampler": r'''class _UniformInts:
+        "length_sampler": r'''from dataclasses import dataclass
+
+
+class _UniformInts:
     """Uniform integers on [low, high) from torch's uniform floats."""
 
     @staticmethod
@@ -188,13 +191,17 @@ def scores_from_pipe_outputs(pipe_outputs: list[list[dict]], label: str = "POSIT
         return min(low + math.floor(u * (high - low)), high - 1)
 
 
+@dataclass
 class LengthSampler(_UniformInts):
     """Draws integer lengths uniformly from [min_value, max_value) (max_value excluded)."""
 
-    def __init__(self, min_value: int, max_value: int, generator: torch.Generator | None = None):
-        if not 1 <= min_value < max_value:
-            raise ValueError(f"need 1 <= min_value < max_value, got min_value={min_value}, max_value={max_value}")
-        self.min_value, self.max_value, self.generator = min_value, max_value, generator
+    min_value: int
+    max_value: int
+    generator: torch.Generator | None = None
+
+    def __post_init__(self):
+        if not 1 <= self.min_value < self.max_value:
+            raise ValueError(f"need 1 <= min_value < max_value, got [{self.min_value}, {self.max_value})")
 
     def __call__(self) -> int:
         """One length: a Python int in [min_value, max_value)."""
