@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from corpus.honest import KNOWN_LOSSES, KNOWN_REFUSALS, LABS, VARIANTS_BY_LAB, honest_notebook, solution_sources
+from corpus.honest import FINDINGS, KNOWN_REFUSALS, LABS, VARIANTS_BY_LAB, honest_notebook, solution_sources
 
 from autograder import answer_key as AK
 from autograder import course as C
@@ -74,10 +74,12 @@ def test_variants_answer_the_graded_cells(lab):
 
 def test_findings_name_variants_beyond_a_and_b():
     """Every variant past a and b is a finding, listed once; a and b must keep full marks."""
-    listed = set(KNOWN_REFUSALS) | set(KNOWN_LOSSES)
-    assert not set(KNOWN_REFUSALS) & set(KNOWN_LOSSES), "a finding is either a refusal or a loss"
     extra = {(lab, v) for lab in LABS for v in VARIANTS_BY_LAB[lab] if v not in ("a", "b")}
-    assert listed == extra, f"unlisted: {sorted(extra - listed)}; listed but absent: {sorted(listed - extra)}"
+    unlisted, absent = sorted(extra - set(FINDINGS)), sorted(set(FINDINGS) - extra)
+    assert not unlisted and not absent, f"unlisted: {unlisted}; listed but absent: {absent}"
+    for (lab, variant), finding in FINDINGS.items():
+        tests = set(AK.test_sources(_source(lab)))
+        assert finding.lost and set(finding.lost) <= tests, f"{lab} {variant}: {finding.lost} are not its tests"
 
 
 def _params():
@@ -92,4 +94,5 @@ def _params():
 
 @pytest.mark.parametrize(("lab", "variant"), _params())
 def test_honest_variant_hands_nothing_off(lab, variant):
+    """handoffs() over the built notebook, hidden tests included, refuses nothing (the known findings fail)."""
     assert J.handoffs(_cells(lab, variant), _equivalents(lab)) == {}

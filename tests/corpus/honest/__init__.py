@@ -17,16 +17,18 @@ own answer in ``rlhf_helpers``; each is correct.
 
 Variant ``"a"`` answers every graded solution cell of its lab, ``"b"`` at least half of them in
 other styles; the cells a variant does not list keep the solution's source (as in
-``tests/test_labs.py``'s solved copy). Further variants (``"c"``) hold honest styles that lost
+``tests/test_labs.py``'s solved copy). Further variants (``"c"``, ``"d"``) hold honest styles that lost
 points when they were written, one finding each: :data:`KNOWN_REFUSALS` (refused by the hand-off
 check, which the fast test sees) and :data:`KNOWN_LOSSES` (points lost only when graded) say
-which and why. They stay in the corpus so that the fix shows, and are expected to fail until then.
+which and why, and :data:`FINDINGS` which test cells lost their points. They stay in the corpus
+so that the fix shows, and are expected to fail until then.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -41,24 +43,51 @@ VARIANTS_BY_LAB: dict[str, dict[str, dict[str, str]]] = {
 }
 """lab -> variant -> {grade_id: the learner's cell source}."""
 
-KNOWN_REFUSALS: dict[tuple[str, str], str] = {
-    ("lab2_rewards", "c"): "expected_reward reads est.sem, a field of the learner's own NamedTuple: the hand-off "
-                           "check takes the attribute name for scipy.stats.sem / pandas.Series.sem",
-    ("lab3_ppo", "c"): "ppo_policy_loss delegates to the learner's own static method of the same name and uses the kit's "
-                       "masked_mean (handed out by the lab): read as 'taken from an import'",
-    ("lab6_dpo_hf", "c"): "make_dpo_config delegates to the learner's own class method of the same name, which calls "
-                          "get_device() as the lab says: read as 'taken from an import'",
-}
-"""(lab, variant) -> why ``autograder.judge.handoffs`` refuses this honest answer (it then scores 0 on the
-function's tests when graded too)."""
+@dataclass(frozen=True)
+class Finding:
+    """An honest answer that lost points when its variant was written."""
 
-KNOWN_LOSSES: dict[tuple[str, str], str] = {
-    ("lab1_sampling", "c"): "a private helper _penalty is rebound to a float by a hidden test's loop variable "
-                            "(for _penalty in [...]): hidden tests run in the learner's namespace",
-    ("lab7_beyond_ppo", "c"): "a private helper _loss is rebound to a tensor by the hidden part of test_pairwise_loss "
-                              "(_loss, _gc, _gr = observe(...)): hidden tests run in the learner's namespace",
+    reason: str
+    lost: tuple[str, ...]
+    """The test cells (grade_ids) that scored 0 when the variant was graded (grade_class, jobs=2)."""
+    static: bool
+    """True when ``autograder.judge.handoffs`` refuses it (the fast test sees it); False when only
+    the graded run loses the points."""
+
+
+FINDINGS: dict[tuple[str, str], Finding] = {
+    ("lab1_sampling", "c"): Finding(
+        "a private helper _penalty is rebound to a float by a hidden test's loop variable (for _penalty in [...]): "
+        "hidden tests run in the learner's namespace",
+        ("test_apply_repetition_penalty", "test_generate_text_greedy", "test_generate_text_sampling"), static=False),
+    ("lab1_sampling", "d"): Finding(
+        "a module-level lambda with a star parameter *out: the hand-off check reads it as the notebook's global "
+        "out = model.generate(...), so beam_search 'uses' generate",
+        ("test_beam_search", "test_beam_search_generate"), static=True),
+    ("lab2_rewards", "c"): Finding(
+        "expected_reward reads est.sem, a field of the learner's own NamedTuple: the hand-off check takes the "
+        "attribute name for scipy.stats.sem / pandas.Series.sem",
+        ("test_expected_reward",), static=True),
+    ("lab3_ppo", "c"): Finding(
+        "ppo_policy_loss delegates to the learner's own static method of the same name and uses the kit's "
+        "masked_mean (handed out by the lab): read as 'taken from an import'",
+        ("test_ppo_policy_loss",), static=True),
+    ("lab6_dpo_hf", "c"): Finding(
+        "make_dpo_config delegates to the learner's own class method of the same name, which calls get_device() "
+        "as the lab says: read as 'taken from an import'",
+        ("test_make_dpo_config", "test_make_dpo_config_unknown"), static=True),
+    ("lab7_beyond_ppo", "c"): Finding(
+        "a private helper _loss is rebound to a tensor by the hidden part of test_pairwise_loss "
+        "(_loss, _gc, _gr = observe(...)): hidden tests run in the learner's namespace",
+        ("test_pairwise_loss",), static=False),
 }
-"""(lab, variant) -> why this honest answer loses points when graded although the hand-off check passes it."""
+"""(lab, variant) -> the finding; every variant past a and b is one."""
+
+KNOWN_REFUSALS: dict[tuple[str, str], str] = {key: f.reason for key, f in FINDINGS.items() if f.static}
+"""Findings the hand-off check refuses (the fast test expects it to fail on them)."""
+
+KNOWN_LOSSES: dict[tuple[str, str], str] = {key: f.reason for key, f in FINDINGS.items() if not f.static}
+"""Findings that pass the hand-off check but lose points when graded."""
 
 
 def solution_sources(lab: str) -> dict[str, str]:
