@@ -56,7 +56,7 @@ import nbformat
 
 from . import answer_key as AK
 from . import course as C
-from . import similarity
+from . import provenance, similarity
 from .sandbox import INSTALL_HINT, SandboxUnavailable, bwrap_path, probe, write_kernelspec
 from .worker import (RESULT_PREFIX, Record, Settings, Task, cell_kinds, forget,  # noqa: F401 (Settings: re-exported)
                      kit_package, register_students)
@@ -179,8 +179,7 @@ def prepare_course(out: Path, solutions: Path, labs: list[str]) -> Path:
     package = kit_package()
     for lab in labs:
         if package is not None:
-            source_nb = nbformat.read(C.source_notebook(solutions, lab), as_version=4)
-            AK.build_box_package(package, course / "box" / lab / "rlhf_helpers", AK.learner_names(source_nb), lab)
+            AK.lab_box(package, solutions, lab, course / "box" / lab / "rlhf_helpers")
         digest = C.tree_digest(C.source_notebook(solutions, lab).parent)
         if state.get(lab) == digest and (course / "release" / lab / f"{lab}.ipynb").is_file():
             continue
@@ -311,8 +310,9 @@ def _report(out: Path, course: Path, subs: list[Submission], known: set[str],
             notebooks.setdefault(s.lab, {})[s.student] = s.notebook
     flagged = similarity.report(out, course, labs, notebooks, kit_package())
     for s, r in zip(subs, ordered):
-        r.flags = late_flag(s, due) + flagged.get((r.student_id, r.lab_id), [])
+        r.flags = late_flag(s, due) + provenance.flags_of(r.provenance) + flagged.get((r.student_id, r.lab_id), [])
     write_csv(out / "grades.csv", ordered, solutions_order(course, labs))
+    provenance.write_report(out, ordered)
     return ordered
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 CHECK_PREFIXES = ("assert_",)
 OBSERVERS = ("observe", "attempt")
 JUDGE_FLAG = "JUDGE"
+ISOLATED = "_rlhf_course_test"
 NOT_OBSERVED = "NotObserved"
 HANDED_OFF = "HandedOff"
 VALUES_FIRST = "ValuesFirst"
@@ -210,15 +211,38 @@ def test_cell_problems(source: str, learner_names: set[str]) -> list[str]:
 # ============================================================================ the ready-made equivalents
 
 def observed_names(source: str) -> set[str]:
-    """Names a test cell's thunks (``observe(lambda: ...)``, ``attempt(...)``) refer to."""
+    """Names a test cell's thunks (``observe(lambda: ...)``, ``attempt(...)``) refer to, also through
+    the cell's own helper functions (``observe(lambda: _build(texts))`` observes what ``_build`` calls)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return set()
+    helpers = {stmt.name: {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+               for stmt in ast.walk(tree) if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))}
     names: set[str] = set()
     for call in _observers_in(tree):
         names |= {n.id for n in ast.walk(call) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    todo = [n for n in names if n in helpers]
+    while todo:
+        more = helpers.pop(todo.pop(), set())
+        todo += [n for n in more - names if n in helpers]
+        names |= more
     return names
+
+
+def isolated(program: str) -> str:
+    """An observation program run inside a function of its own, so that the names the test binds
+    (``for _penalty in ...``, ``_loss, _g = observe(...)``) never overwrite the learner's globals;
+    the learner's names are still found as globals."""
+    tree = ast.parse(program)
+    body = tree.body or [ast.Pass()]
+    run = ast.FunctionDef(name=ISOLATED, args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[],
+                                                              defaults=[]), body=body, decorator_list=[], returns=None)
+    call = ast.Expr(ast.Call(func=ast.Name(ISOLATED, ast.Load()), args=[], keywords=[]))
+    drop = ast.Delete(targets=[ast.Name(ISOLATED, ast.Del())])
+    module = ast.Module(body=[run, ast.Try(body=[call], handlers=[], orelse=[], finalbody=[drop])], type_ignores=[])
+    ast.fix_missing_locations(module)
+    return ast.unparse(module) + "\n"
 
 
 def first_tests(cells: list[tuple[str, bool]], names: list[str]) -> dict[str, int]:
@@ -254,7 +278,7 @@ def handoffs(cells: list[tuple[str, bool]], graded: dict[str, list[str]],
         if binding is None:
             continue
         reach = namespace.reach(name, at)
-        seen = reach.names()
+        seen = reach.names()  # attributes named like the learner's own class members are theirs
         from_kit = any(p.split(".")[0] == kit_package for p in reach.paths | reach.strings)
         if binding.kind == "import" or (from_kit and name in seen):
             out[name] = (f"{name} is not your own code here: it is taken from an import; no points for it."
@@ -262,7 +286,7 @@ def handoffs(cells: list[tuple[str, bool]], graded: dict[str, list[str]],
             continue
         for path in paths:
             last = path.rsplit(".", 1)[-1]
-            if last in seen and last not in reach.methods:
+            if last in seen:
                 out[name] = (f"{name} uses {path}, the ready-made version of what it should compute; no points "
                              f"for it.\nHint: write {name} yourself, without {last}")
                 break

@@ -77,6 +77,9 @@ class SandboxExecute(Execute):
     tests = Dict(help="grade_id -> the lab source's test cell (hidden tests included); these are observed and judged").tag(config=True)
     learner_names = List(Unicode(), help="names the learner writes (never defined on the judging side)").tag(config=True)
     equivalents = Dict(help="graded name -> dotted paths of the ready-made equivalents it must not use").tag(config=True)
+    provenance_path = Unicode("", help="JSON file to write the graded functions' provenance to").tag(config=True)
+    handed_out = List(Unicode(), help="kit 'module.name' the lab's own code uses ('module.*': all of it)").tag(config=True)
+    given = List(Unicode(), help="sources of the released copy's code cells (not the learner's writing)").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._events: list[dict] = []
@@ -84,9 +87,10 @@ class SandboxExecute(Execute):
         self._restarts = 0
         self._stop_reason = ""
         self._observations: dict[int, list[dict]] = {}
-        self._programs = {gid: J.observation_program(src) for gid, src in self.tests.items()}
+        self._programs = {gid: J.isolated(J.observation_program(src)) for gid, src in self.tests.items()}
         cells = [(self.tests[gid], True) if (gid := self._test_id(c)) is not None else (c.source, False)
                  for c in nb.cells if c.cell_type == "code"]
+        self._cells = cells
         self._handed = J.handoffs(cells, {n: list(self.equivalents.get(n, [])) for n in self.learner_names})
         self._deadline = time.monotonic() + self.budget
         self.error_on_timeout = {
@@ -97,6 +101,7 @@ class SandboxExecute(Execute):
         try:
             nb, resources = super().preprocess(nb, resources, km)
             self._judge_all(nb)
+            self._save_provenance(nb)
             return nb, resources
         finally:
             self._save_events()
@@ -153,6 +158,30 @@ class SandboxExecute(Execute):
                 said = "" if J.hidden_ranges(self.tests[gid]) else f": {ANSI.sub('', str(e.get('evalue', '')))}"
                 message = f"this test stopped early in your notebook: {ename}{said}"
             cell.outputs = kept + [error_output(ename, message)]
+
+    def _save_provenance(self, nb) -> None:
+        """What each graded function relied on (static, and as the kernel reported), and the
+        learner's code that reaches into the grading machinery (:mod:`autograder.provenance`)."""
+        if not self.provenance_path:
+            return
+        from . import provenance as P
+
+        names = list(self.learner_names)
+        ran: dict[str, set[str]] = {}
+        for index, cell in enumerate(nb.cells):
+            gid = self._test_id(cell)
+            if gid is None:
+                continue
+            used = {u for record in self._observations.get(index, []) for u in (record.get("used") or [])
+                    if isinstance(u, str)}
+            for name in J.observed_names(self.tests[gid]) & set(names):
+                ran.setdefault(name, set()).update(u for u in used if u.startswith(P.KIT + "."))
+        handed = {tuple(h.split(".", 1)) for h in self.handed_out if "." in h}
+        found = P.provenance(self._cells, names, J.first_tests(self._cells, names), handed, ran)
+        given = set(self.given)
+        mine = [(i, c.source) for i, c in enumerate(nb.cells)
+                if c.cell_type == "code" and self._test_id(c) is None and c.source not in given]
+        Path(self.provenance_path).write_text(json.dumps(P.as_data(found, P.machinery_flags(mine)), indent=1))
 
     # -- events ----------------------------------------------------------------
     def _event(self, kind: str, index: int, cell, detail: str) -> None:

@@ -39,8 +39,16 @@ END = (10**9, 0)
 _BUILTINS = frozenset(dir(builtins))
 
 
+PYTHON_CELL_MAGICS = ("time", "timeit", "capture", "prun", "debug")
+"""Cell magics whose body is Python the kernel runs: read as that Python."""
+
+
 def python_source(cell_source: str) -> str:
-    """A code cell as Python (IPython's magics and shell escapes turned into calls), or ``""``."""
+    """A code cell as Python (IPython's magics and shell escapes turned into calls; the body of a
+    ``%%time``-like cell magic as the Python it is), or ``""``."""
+    first, _, body = cell_source.lstrip().partition("\n")
+    if first.startswith("%%") and first[2:].split(" ")[0] in PYTHON_CELL_MAGICS:
+        cell_source = body
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
@@ -81,12 +89,15 @@ class Reach:
     paths: set[str] = field(default_factory=set)
     attrs: set[str] = field(default_factory=set)
     strings: set[str] = field(default_factory=set)
-    methods: set[str] = field(default_factory=set)  # methods of the learner's own classes in reach
+    members: set[str] = field(default_factory=set)  # what the learner's own classes in reach define: methods,
+    # fields (class-level names, NamedTuple/dataclass fields) and attributes their methods set on self
     unresolved: set[str] = field(default_factory=set)  # free names with no binding (and not builtins)
 
     def names(self) -> set[str]:
-        """Every last component of a path, attribute name and string part: what a check by name sees."""
-        out = {p.rsplit(".", 1)[-1] for p in self.paths} | self.attrs
+        """Every last component of a path, attribute name and string part: what a check by name sees.
+        An attribute named like a member of the learner's own classes (``est.sem`` of their own
+        NamedTuple, ``self.generate()``) is theirs, not the library's."""
+        out = {p.rsplit(".", 1)[-1] for p in self.paths} | (self.attrs - self.members)
         for s in self.strings:
             out.update(s.split("."))
         return out
@@ -312,10 +323,14 @@ class Namespace:
             now += node.decorator_list + node.bases + [k.value for k in node.keywords]
             for stmt in node.body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    out.methods.add(stmt.name)
+                    out.members.add(stmt.name)
+                    out.members |= _set_on_self(stmt)
                     now += stmt.decorator_list + [d for d in stmt.args.defaults + stmt.args.kw_defaults if d is not None]
                     later += stmt.body
                 else:
+                    out.members |= {name for name, _kind, _path in _bound_here(stmt)}
+                    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                        out.members.add(stmt.target.id)  # a field: sem: float
                     now.append(stmt)
             if b.table is not None:
                 reads_later = _global_reads(b.table)
@@ -334,14 +349,21 @@ class Namespace:
             reads_now -= _comprehension_targets(tree)
         needs = [(n, b.pos) for n in sorted(reads_now)] + [(n, call_time) for n in sorted(reads_later - reads_now)]
         for trees, names, when in ((now, reads_now, b.pos), (later, reads_later, call_time)):
-            for tree in trees:
-                self._uses(tree, names, when, out)
+            self._uses(ast.Module(body=[t if isinstance(t, ast.stmt) else ast.Expr(t) for t in trees], type_ignores=[]),
+                       names, when, out)
         return needs
 
     def _uses(self, tree: ast.AST, module_names: set[str], when: tuple[int, int], out: Reach) -> None:
         """Attribute chains, attribute names and strings in ``tree``; a chain rooted at a module-level
         name that stands for an import becomes a dotted path."""
         out.strings |= _strings(tree)
+        local: dict[str, str] = {}  # an import inside a function: what it names is used, under its local name
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for name, _kind, path in _bound_here(node):
+                    if path and not path.startswith("."):
+                        out.paths.add(path)
+                        local[name] = path
         inner: set[int] = set()
         for node in ast.walk(tree):
             if not isinstance(node, ast.Attribute) or id(node) in inner:
@@ -351,7 +373,8 @@ class Namespace:
                 inner.add(id(cur))
                 cur = cur.value
             chain = _chain(node)
-            root = self.path_of(chain[0], when) if chain and chain[0] in module_names else None
+            root = self.path_of(chain[0], when) if chain and chain[0] in module_names else \
+                local.get(chain[0]) if chain else None
             if root is not None:
                 out.paths.add(".".join([root, *chain[1:]]))
             else:
@@ -370,10 +393,22 @@ class Namespace:
 
 
 def _comprehension_targets(tree: ast.AST) -> set[str]:
+    """Names bound inside an expression's own scopes: comprehension variables and lambda parameters."""
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.comprehension):
             names |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
         elif isinstance(node, ast.Lambda):
-            names |= {a.arg for a in node.args.args + node.args.kwonlyargs}
+            a = node.args
+            names |= {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if x is not None}
     return names
+
+
+def _set_on_self(method: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Attributes a method sets on its first parameter (``self.sem = ...``, ``cls.cache = ...``)."""
+    params = method.args.posonlyargs + method.args.args
+    if not params:
+        return set()
+    me = params[0].arg
+    return {n.attr for n in ast.walk(method) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+            and isinstance(n.value, ast.Name) and n.value.id == me}

@@ -117,6 +117,7 @@ class Record:
     cells: list[CellScore] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
     submission_sha256: str = ""
     source_sha256: str = ""
     settings: str = ""
@@ -360,7 +361,7 @@ def grade_submission(task: Task) -> Record:
         shutil.copy2(extra, dirs["submitted"] / extra.name)
     nbformat.write(nb, dirs["submitted"] / f"{task.lab}.ipynb")
     try:
-        events = _autograde(task, lab, dirs["submitted"])
+        events, record.provenance = _autograde(task, lab, dirs["submitted"])
     except Exception as exc:  # noqa: BLE001 - reported as status=error, never a score
         forget(course, task.lab, task.student)
         record.status = "error"
@@ -389,9 +390,10 @@ def _scratch(scratch: Path, submitted: Path, source_dir: Path) -> tuple[Path, Pa
     return work, ipc
 
 
-def _autograde(task: Task, lab: _Lab, submitted: Path) -> list[dict]:
+def _autograde(task: Task, lab: _Lab, submitted: Path) -> tuple[list[dict], dict]:
     """Run nbgrader's Autograde on the stored submission with the kit's sandboxed, judged
-    execution; returns the execution events (timeouts, deaths, cells not run)."""
+    execution; returns the execution events (timeouts, deaths, cells not run) and the
+    provenance of the graded functions (:mod:`autograder.provenance`)."""
     from nbgrader.converters import Autograde
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput
@@ -405,7 +407,9 @@ def _autograde(task: Task, lab: _Lab, submitted: Path) -> list[dict]:
         scratch = Path(tmp)
         work, ipc = _scratch(scratch, submitted, course / "source" / task.lab)
         # The config and the kernel log stay outside every folder bound into the box.
-        wires = sorted({p for paths in equivalents.values() for p in paths})
+        manifest_path = course / "box" / task.lab / AK.MANIFEST
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        wires = sorted({p for paths in equivalents.values() for p in paths} | set(manifest.get("wires", [])))
         SandboxConfig(work_dir=str(work), ipc_dir=str(ipc), log_path=str(scratch / "kernel.log"),
                       memory_mb=settings.memory_mb, enabled=settings.sandbox,
                       threads=max(1, (os.cpu_count() or 1) // max(1, settings.jobs)),
@@ -421,7 +425,10 @@ def _autograde(task: Task, lab: _Lab, submitted: Path) -> list[dict]:
         c.SandboxExecute.update(timeout=settings.cell_timeout, budget=float(settings.budget),
                                 events_path=str(scratch / "events.json"), memory_mb=settings.memory_mb,
                                 kernel_log=str(scratch / "kernel.log"), tests=AK.test_sources(lab.source),
-                                learner_names=AK.learner_names(lab.source), equivalents=equivalents)
+                                learner_names=AK.learner_names(lab.source), equivalents=equivalents,
+                                provenance_path=str(scratch / "provenance.json"),
+                                handed_out=[".".join(pair) for pair in manifest.get("handed_out", [])],
+                                given=[c.source for c in lab.released.cells if c.cell_type == "code"])
         c.KernelManager.transport = "ipc"
         c.KernelManager.ip, c.KernelManager.connection_file = str(ipc / "k"), str(ipc / "kernel.json")
         C.quiet_nbgrader()
@@ -429,7 +436,9 @@ def _autograde(task: Task, lab: _Lab, submitted: Path) -> list[dict]:
         converter.log.setLevel(logging.WARNING)
         converter.start()
         events_path = scratch / "events.json"
-        return json.loads(events_path.read_text()) if events_path.exists() else []
+        provenance_path = scratch / "provenance.json"
+        provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else {}
+        return (json.loads(events_path.read_text()) if events_path.exists() else []), provenance
 
 
 def kit_package() -> Path | None:

@@ -100,7 +100,7 @@ def _kl_to_samples(texts: Sequence[str], probs: torch.Tensor) -> float:
 
 
 def best_of_n_curve(texts: Sequence[Sequence[str]], select_scores: torch.Tensor, value_scores: dict[str, torch.Tensor],
-                    ns: Sequence[int]) -> list[dict[str, float]]:
+                    ns: Sequence[int], kl_bound_fn: Callable[[int], float] | None = None) -> list[dict[str, float]]:
     """Best-of-n on Q prompts with M reference samples each, for each n in ``ns``.
 
     Args:
@@ -108,18 +108,21 @@ def best_of_n_curve(texts: Sequence[Sequence[str]], select_scores: torch.Tensor,
         select_scores: ``(Q, M)`` scores of the reward model that picks the best.
         value_scores: name -> ``(Q, M)`` scores to report for the kept sample (e.g. ``{"gold": ..., "proxy": ...}``).
         ns: values of n.
+        kl_bound_fn: ``n -> bound``, like :func:`best_of_n_kl_bound` (the learner's, in lab 7; default the
+            kit's, looked up at call time).
 
     Returns:
         One dict per n: ``{"n", "kl"`` (mean over prompts of the measured KL to the samples),
-        ``"kl_bound"`` (:func:`best_of_n_kl_bound`), and for each name its expected value over prompts``}``.
+        ``"kl_bound"`` (``kl_bound_fn(n)``), and for each name its expected value over prompts``}``.
     """
+    bound = best_of_n_kl_bound if kl_bound_fn is None else kl_bound_fn
     Q = len(texts)
     sel = _args.tensor(select_scores, "select_scores", dim=2, floating=True)
     if sel.shape[0] != Q:
         raise ValueError(f"select_scores has {sel.shape[0]} rows for {Q} prompts.")
     out = []
     for n in ns:
-        row: dict[str, float] = {"n": int(n), "kl_bound": math.log(n) - (n - 1) / n}
+        row: dict[str, float] = {"n": int(n), "kl_bound": float(bound(int(n)))}
         kls, sums = [], {name: 0.0 for name in value_scores}
         for q in range(Q):
             p = best_of_n_probabilities(texts[q], sel[q], int(n))

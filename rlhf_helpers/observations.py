@@ -30,7 +30,10 @@ back by :func:`decode` without ``pickle``.
 (``RLHF_COURSE_TRIPWIRES``, e.g. ``transformers.TopKLogitsWarper``), each
 observation wraps those whose module is imported by then, and every outcome
 lists those entered while its thunk ran; the judge refuses the points of a
-function that handed its work to one.
+function that handed its work to one. The kit's own callables are wired too,
+and reported when the learner's code (not the kit) called them: the
+instructor's provenance report shows them. A kernel can switch all of this
+off, so what it reports may add a flag, never clear one.
 """
 
 from __future__ import annotations
@@ -302,15 +305,23 @@ def replaying(records: list[dict], graded: dict[str, list[str]] | None = None,
 
 
 def _thunk_names(fn: Callable) -> set[str]:
-    """Global names a thunk (and functions nested in it) refers to."""
+    """Global names a thunk (and functions nested in it, and the test's own helpers it calls)
+    refers to: ``observe(lambda: _build(texts))`` observes what ``_build`` calls."""
     names: set[str] = set()
+    space = getattr(fn, "__globals__", {}) or {}
     codes = [getattr(fn, "__code__", None)]
+    seen: set[int] = set()
     while codes:
         code = codes.pop()
-        if code is None:
+        if code is None or id(code) in seen:
             continue
+        seen.add(id(code))
         names.update(code.co_names)
         codes.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+        for name in code.co_names:  # a helper the test cell defined (the judge runs the cell in its own namespace)
+            helper = space.get(name)
+            if callable(helper) and getattr(helper, "__module__", None) == space.get("__name__"):
+                codes.append(getattr(helper, "__code__", None))
     return names
 
 
@@ -419,14 +430,28 @@ def _resolve(path: str) -> tuple[Any, str] | None:
     return None
 
 
+_KIT_DEPTH = [0]
+"""How many wired kit callables are running: a kit callable is reported only when the learner's
+code called it, not when the kit calls its own helpers."""
+
+
 def _wrap(fn: Callable, label: str) -> Callable:
     import functools
 
+    kit = label.startswith("rlhf_helpers.")
+
     @functools.wraps(fn)
     def tripwire(*args: Any, **kwargs: Any) -> Any:
-        for used in _ACTIVE:
-            used.add(label)
-        return fn(*args, **kwargs)
+        if not (kit and _KIT_DEPTH[0]):
+            for used in _ACTIVE:
+                used.add(label)
+        if not kit:
+            return fn(*args, **kwargs)
+        _KIT_DEPTH[0] += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _KIT_DEPTH[0] -= 1
 
     tripwire.__rlhf_tripwire__ = True  # type: ignore[attr-defined]
     return tripwire

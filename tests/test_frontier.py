@@ -43,6 +43,7 @@ def test_measured_kl_approaches_the_formula_without_repeats_and_falls_below_with
         row = best_of_n_curve([texts], scores[None], {"s": scores[None]}, [n])[0]
         assert row["kl"] == pytest.approx(best_of_n_kl_bound(n), abs=0.01)
         assert row["kl_bound"] == pytest.approx(best_of_n_kl_bound(n))
+        assert best_of_n_curve([texts], scores[None], {}, [n], kl_bound_fn=lambda k: 10.0 * k)[0]["kl_bound"] == 10.0 * n
     # the same texts repeated: three distinct answers with shares 1/2, 1/4, 1/4 and scores 0 < 1 < 2
     rep = ["x", "x", "y", "z"]
     row = best_of_n_curve([rep], torch.tensor([[0.0, 0.0, 1.0, 2.0]]), {}, [4])[0]

@@ -33,7 +33,7 @@ LAB = "fixlab"
 LIMITS = ["--cell-timeout", "10", "--budget", "120", "--memory-mb", "2048", "--solutions", str(SOLUTIONS)]
 
 sys.path.insert(0, str(FIXTURES))
-from make_fixtures import EXPECTED, build_class, write_all  # noqa: E402
+from make_fixtures import EXPECTED, FLAGS, build_class, write_all  # noqa: E402
 
 SANDBOX_PROBLEM = probe()  # None where bubblewrap works (CI installs it: `make system-deps`)
 
@@ -182,6 +182,27 @@ def test_each_case_scores_its_real_work(graded, student):
     if not words:
         assert row["reason"] == "", f"{student}: unexpected reason {row['reason']!r}"
     assert (graded / "feedback" / student / f"{LAB}.html").is_file()
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_flags_are_raised_for_what_the_instructor_should_see(graded, student):
+    """Reaching into the grading machinery and copies moved into a helper are flagged; honest
+    submissions carry no flag but their similarity to the solutions (issue 27)."""
+    flags = read_csv(graded / "grades.csv")[student]["flags"]
+    for word in FLAGS.get(student, []):
+        assert word in flags, f"{student}: flags {flags!r} should mention {word!r}"
+    if student not in FLAGS:
+        others = [f for f in flags.split("; ") if f and not f.startswith("similar to")]
+        assert not others, f"{student}: unexpected flags {others}"
+
+
+def test_the_provenance_report_lists_what_each_function_relied_on(graded):
+    with open(graded / "provenance.csv", newline="") as f:
+        rows = {(r["student_id"], r["function"]): r for r in csv.DictReader(f)}
+    assert rows[("good", "softmax")]["library"] == "math.exp" and rows[("good", "softmax")]["flags"] == ""
+    assert "heapq" in rows[("handed_off", "top_k")]["library"]
+    assert "rlhf_helpers.observations" in rows[("tripwire_switch", "top_k")]["machinery"]
+    assert "tripwire_switch" in (graded / "provenance.html").read_text()
 
 
 def test_gradebook_agrees_and_written_answers_wait_for_the_instructor(graded):

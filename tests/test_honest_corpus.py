@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from corpus.honest import FINDINGS, KNOWN_REFUSALS, LABS, VARIANTS_BY_LAB, honest_notebook, solution_sources
+from corpus.honest import FINDINGS, LABS, VARIANTS_BY_LAB, honest_notebook, solution_sources
 
 from autograder import answer_key as AK
 from autograder import course as C
@@ -73,7 +73,7 @@ def test_variants_answer_the_graded_cells(lab):
 
 
 def test_findings_name_variants_beyond_a_and_b():
-    """Every variant past a and b is a finding, listed once; a and b must keep full marks."""
+    """Every variant past a and b is a finding, listed once with what fixed it; all must keep full marks."""
     extra = {(lab, v) for lab in LABS for v in VARIANTS_BY_LAB[lab] if v not in ("a", "b")}
     unlisted, absent = sorted(extra - set(FINDINGS)), sorted(set(FINDINGS) - extra)
     assert not unlisted and not absent, f"unlisted: {unlisted}; listed but absent: {absent}"
@@ -83,16 +83,10 @@ def test_findings_name_variants_beyond_a_and_b():
 
 
 def _params():
-    out = []
-    for lab in LABS:
-        for variant in sorted(VARIANTS_BY_LAB[lab]):
-            reason = KNOWN_REFUSALS.get((lab, variant))
-            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-            out.append(pytest.param(lab, variant, marks=marks, id=f"{lab}-{variant}"))
-    return out
+    return [pytest.param(lab, variant, id=f"{lab}-{variant}") for lab in LABS for variant in sorted(VARIANTS_BY_LAB[lab])]
 
 
 @pytest.mark.parametrize(("lab", "variant"), _params())
 def test_honest_variant_hands_nothing_off(lab, variant):
-    """handoffs() over the built notebook, hidden tests included, refuses nothing (the known findings fail)."""
+    """handoffs() over the built notebook, hidden tests included, refuses nothing (the findings included)."""
     assert J.handoffs(_cells(lab, variant), _equivalents(lab)) == {}

@@ -212,6 +212,24 @@ def test_error_tests_pay_only_when_the_value_tests_pass():
     assert J.gate_error_tests(honest, tests, {"f", "g"}) == honest
 
 
+def test_the_kernel_runs_a_test_in_a_function_of_its_own():
+    """A test's names (for _penalty in ...) never overwrite the learner's globals in the kernel."""
+    program = J.isolated(J.observation_program(TEST))
+    space = {"double": lambda v: 2 * v, "_x": "the learner's own _x", "_y": "and _y"}
+    import rlhf_helpers.observations as obs
+
+    exec(compile(program, "<test>", "exec"), space)  # noqa: S102 - the lab's own test code
+    assert space["_x"] == "the learner's own _x" and space["_y"] == "and _y" and J.ISOLATED not in space
+    assert obs.mode() == "local"
+
+
+def test_observed_names_follow_the_tests_own_helpers():
+    src = ("from rlhf_helpers.checks import observe\n"
+           "def _build(texts):\n    return build_queries(texts, 2)\n"
+           "assert observe(lambda: _build(['a'])) == []\n")
+    assert "build_queries" in J.observed_names(src)
+
+
 def test_judge_reports_missing_and_raised_outcomes():
     verdict = J.judge_test(TEST, _records([torch.tensor([2.0, 4.0])]), {"double"})
     assert verdict.ename == J.NOT_OBSERVED

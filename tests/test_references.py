@@ -59,7 +59,38 @@ def test_a_class_reaches_its_methods_and_bases():
                     "        return TopKLogitsWarper(2)(ids, scores)\n    def generate(self):\n        return 1\n"])
     reach = ns.reach("P")
     assert {"transformers.LogitsProcessor", "transformers.TopKLogitsWarper"} <= reach.paths
-    assert "generate" in reach.methods
+    assert "generate" in reach.members
+
+
+def test_an_import_inside_a_function_is_followed():
+    ns = Namespace(["def top_k(z, k):\n    from transformers import TopKLogitsWarper as W\n    return W(k)(None, z)\n"])
+    assert "transformers.TopKLogitsWarper" in ns.reach("top_k").paths
+    graded = {"top_k": ["transformers.TopKLogitsWarper"]}
+    assert "top_k" in J.handoffs(_cells("def top_k(z, k):\n    import transformers\n"
+                                        "    return transformers.TopKLogitsWarper(k)(None, z)\n"), graded)
+
+
+def test_a_module_imported_inside_a_function_resolves_its_attributes():
+    ns = Namespace(["def top_k(p, k):\n    import heapq as h\n    return h.nlargest(k, p)\n"])
+    assert "heapq.nlargest" in ns.reach("top_k").paths
+
+
+def test_a_cell_magic_with_a_python_body_is_read_as_python():
+    ns = Namespace(["%%time\nimport heapq\ndef f(p):\n    return heapq.nlargest(2, p)\n"])
+    assert "heapq.nlargest" in ns.reach("f").paths
+
+
+def test_members_of_the_learners_own_classes_are_theirs():
+    ns = Namespace(["from typing import NamedTuple\nclass Est(NamedTuple):\n    mean: float\n    sem: float\n",
+                    "class Acc:\n    def __init__(self):\n        self.generate = 1\n",
+                    "def f(x):\n    e = Est(1.0, 2.0)\n    a = Acc()\n    return e.sem + a.generate\n"])
+    reach = ns.reach("f")
+    assert {"sem", "generate"} <= reach.attrs and not ({"sem", "generate"} & reach.names())
+
+
+def test_lambda_star_parameters_are_its_own():
+    ns = Namespace(["out = model.generate(x)", "_join = lambda *out, **ref: out\ndef f(x):\n    return _join(x)\n"])
+    assert "generate" not in ns.reach("f").names()
 
 
 def test_magics_do_not_hide_a_cell():

@@ -18,10 +18,10 @@ own answer in ``rlhf_helpers``; each is correct.
 Variant ``"a"`` answers every graded solution cell of its lab, ``"b"`` at least half of them in
 other styles; the cells a variant does not list keep the solution's source (as in
 ``tests/test_labs.py``'s solved copy). Further variants (``"c"``, ``"d"``) hold honest styles that lost
-points when they were written, one finding each: :data:`KNOWN_REFUSALS` (refused by the hand-off
-check, which the fast test sees) and :data:`KNOWN_LOSSES` (points lost only when graded) say
-which and why, and :data:`FINDINGS` which test cells lost their points. They stay in the corpus
-so that the fix shows, and are expected to fail until then.
+points when they were written, one finding each (:data:`FINDINGS`: what was lost and why). The
+grader was fixed for each; they stay in the corpus, like every other variant, so that a change
+that loses those points again fails the tests. Add a variant whenever a learner reports a
+refusal.
 """
 
 from __future__ import annotations
@@ -45,50 +45,50 @@ VARIANTS_BY_LAB: dict[str, dict[str, dict[str, str]]] = {
 
 @dataclass(frozen=True)
 class Finding:
-    """An honest answer that lost points when its variant was written."""
+    """An honest answer that lost points when its variant was written, and what fixed it."""
 
     reason: str
     lost: tuple[str, ...]
     """The test cells (grade_ids) that scored 0 when the variant was graded (grade_class, jobs=2)."""
     static: bool
-    """True when ``autograder.judge.handoffs`` refuses it (the fast test sees it); False when only
-    the graded run loses the points."""
+    """True when ``autograder.judge.handoffs`` refused it; False when only the graded run lost the points."""
+    fixed: str
+    """What the grader does now."""
 
 
 FINDINGS: dict[tuple[str, str], Finding] = {
     ("lab1_sampling", "c"): Finding(
         "a private helper _penalty is rebound to a float by a hidden test's loop variable (for _penalty in [...]): "
         "hidden tests run in the learner's namespace",
-        ("test_apply_repetition_penalty", "test_generate_text_greedy", "test_generate_text_sampling"), static=False),
+        ("test_apply_repetition_penalty", "test_generate_text_greedy", "test_generate_text_sampling"), static=False,
+        fixed="the kernel runs each test inside a function of its own: the test's names are its locals"),
     ("lab1_sampling", "d"): Finding(
         "a module-level lambda with a star parameter *out: the hand-off check reads it as the notebook's global "
         "out = model.generate(...), so beam_search 'uses' generate",
-        ("test_beam_search", "test_beam_search_generate"), static=True),
+        ("test_beam_search", "test_beam_search_generate"), static=True,
+        fixed="a lambda's *args, **kwargs and positional-only parameters are its own"),
     ("lab2_rewards", "c"): Finding(
         "expected_reward reads est.sem, a field of the learner's own NamedTuple: the hand-off check takes the "
         "attribute name for scipy.stats.sem / pandas.Series.sem",
-        ("test_expected_reward",), static=True),
+        ("test_expected_reward",), static=True,
+        fixed="attributes named like a member of the learner's own classes (fields, self.x) are theirs"),
     ("lab3_ppo", "c"): Finding(
         "ppo_policy_loss delegates to the learner's own static method of the same name and uses the kit's "
         "masked_mean (handed out by the lab): read as 'taken from an import'",
-        ("test_ppo_policy_loss",), static=True),
+        ("test_ppo_policy_loss",), static=True,
+        fixed="a method of the learner's own class named like the graded function is theirs"),
     ("lab6_dpo_hf", "c"): Finding(
         "make_dpo_config delegates to the learner's own class method of the same name, which calls get_device() "
         "as the lab says: read as 'taken from an import'",
-        ("test_make_dpo_config", "test_make_dpo_config_unknown"), static=True),
+        ("test_make_dpo_config", "test_make_dpo_config_unknown"), static=True,
+        fixed="a method of the learner's own class named like the graded function is theirs"),
     ("lab7_beyond_ppo", "c"): Finding(
         "a private helper _loss is rebound to a tensor by the hidden part of test_pairwise_loss "
         "(_loss, _gc, _gr = observe(...)): hidden tests run in the learner's namespace",
-        ("test_pairwise_loss",), static=False),
+        ("test_pairwise_loss",), static=False,
+        fixed="the kernel runs each test inside a function of its own: the test's names are its locals"),
 }
-"""(lab, variant) -> the finding; every variant past a and b is one."""
-
-KNOWN_REFUSALS: dict[tuple[str, str], str] = {key: f.reason for key, f in FINDINGS.items() if f.static}
-"""Findings the hand-off check refuses (the fast test expects it to fail on them)."""
-
-KNOWN_LOSSES: dict[tuple[str, str], str] = {key: f.reason for key, f in FINDINGS.items() if not f.static}
-"""Findings that pass the hand-off check but lose points when graded."""
-
+"""(lab, variant) -> the finding; every variant past a and b is one. All are fixed: each must keep full marks."""
 
 def solution_sources(lab: str) -> dict[str, str]:
     """grade_id -> source of every solution cell of the lab's instructor source (written answers too)."""
