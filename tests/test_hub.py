@@ -414,6 +414,22 @@ def test_a_learner_changes_her_first_password(hub):
     assert hub.login("eve", new) is not None
 
 
+def test_an_instructor_sets_a_new_password_for_a_learner(hub):
+    """At /hub/change-password/NAME, for a learner who lost theirs; a learner cannot do it for another."""
+    instructor, cat = hub.login("instructor", hub.passwords["instructor"]), hub.login("cat", hub.passwords["cat"])
+    new = "cat-" + secrets.token_hex(8)
+
+    def reset(session) -> str:
+        return session.post(f"{hub.url}/hub/change-password/learner19", timeout=60, data={
+            "new_password": new, "new_password_confirmation": new, "_xsrf": session.cookies.get("_xsrf", "")}).text
+
+    assert "changed successfully" not in reset(cat)
+    assert hub.login("learner19", new) is None, "a learner changed a classmate's password"
+    assert "changed successfully" in reset(instructor)
+    assert hub.login("learner19", new) is not None
+    assert hub.login("learner19", hub.passwords["learner19"]) is None
+
+
 def test_learners_see_only_their_tools(hub):
     """The instructor tools are the instructors': a learner's server has no formgrader."""
     hub.start(["instructor", "eve"])
