@@ -371,7 +371,8 @@ class ClassHubSpawner(LocalProcessSpawner):
     async def stop(self, now=False):
         await super().stop(now=now)
         if self.cgroups is not None:
-            try:
-                self.cgroups.remove(self.user.name)
+            try:  # at once: the hub does not wait; a cgroup still busy is reused, limits reset, at the next start
+                self.cgroups.remove(self.user.name, wait=0)
             except OSError as exc:
-                self.log.warning("rlhf-course hub: could not remove %s's cgroup: %s", self.user.name, exc)
+                self.log.info("rlhf-course hub: %s's cgroup is still busy (%s); the next start reuses it",
+                              self.user.name, exc)
