@@ -136,8 +136,8 @@ c.JupyterHub.load_roles = roles
 # ---------------------------------------------------------------------------- one server per user
 c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
 c.Spawner.default_url = "/lab"
-c.Spawner.http_timeout = 120  # a busy 2-core machine starts twenty servers slowly
-c.Spawner.start_timeout = 180
+c.Spawner.http_timeout = 300  # twenty servers starting at once on a busy 2-core machine took over 120 s
+c.Spawner.start_timeout = 360
 c.Spawner.environment = {"RLHF_COURSE_PROFILE": os.environ.get("RLHF_COURSE_PROFILE", "tiny"),
                          "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                          "RLHF_EXCHANGE": str(EXCHANGE), "OMP_NUM_THREADS": "1"}
