@@ -120,6 +120,12 @@ def cmd_exchange(args: argparse.Namespace) -> int:
             folder = X.write_role_config(Path(args.config_root) / role, role, root, args.course_id)
             print(f"{role}: JUPYTER_CONFIG_DIR={folder}")
         return 0
+    if args.action == "roster":
+        if len(args.labs) != 1:
+            raise ValueError("exchange roster needs one file: the class roster (CSV with an 'id' column)")
+        ids = X.import_roster(course, Path(args.labs[0]))
+        print(f"{len(ids)} student(s) of {args.labs[0]} are in {course / 'gradebook.db'}")
+        return 0
     if not args.labs:
         raise ValueError(f"exchange {args.action} needs the lab ids, e.g. lab1_sampling")
     if args.action == "release":
@@ -127,10 +133,12 @@ def cmd_exchange(args: argparse.Namespace) -> int:
         print(f"released {', '.join(args.labs)} to {root}/{args.course_id}: learners fetch them from the "
               "Assignments tab")
     elif args.action == "collect":
-        submitted = X.collect(course, args.labs, root, args.course_id, check_owner=not args.no_owner_check)
+        submitted, refused = X.collect(course, args.labs, root, args.course_id, check_owner=not args.no_owner_check)
         n = sum(1 for lab in args.labs for _ in submitted.glob(f"*/{lab}/{lab}.ipynb"))
         print(f"collected {n} submission(s) into {submitted}; grade them with "
               f"`rlhf-course grade {submitted} --out GRADED_DIR`")
+        for item in refused:
+            print(f"REFUSED {item}: a submission counts only when the learner's own user made it")
     else:
         if not args.graded:
             raise ValueError("exchange feedback needs --graded OUT_DIR (the --out folder of `rlhf-course grade`)")
@@ -283,10 +291,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("exchange", help="a class hub: release labs, collect submissions, return feedback "
                                                "through nbgrader's exchange")
-    p.add_argument("action", choices=["release", "collect", "feedback", "roles", "learner-defaults"],
-                   help="roles: write the learner and instructor Jupyter config folders under --config-root; "
+    p.add_argument("action", choices=["release", "collect", "feedback", "roster", "roles", "learner-defaults"],
+                   help="roster ROSTER.csv: put the class's students in the gradebook (--course-dir); "
+                        "roles: write the learner and instructor Jupyter config folders under --config-root; "
                         "learner-defaults: turn nbgrader's instructor tools off in this Python environment")
-    p.add_argument("labs", nargs="*", metavar="LAB_ID", help="the labs")
+    p.add_argument("labs", nargs="*", metavar="LAB_ID", help="the labs (roster: the roster file)")
     p.add_argument("--config-root", default=None, help="roles: where to write learner/ and instructor/")
     p.add_argument("--graded", default=None, metavar="OUT_DIR", help="feedback: the --out folder of `grade`")
     p.add_argument("--course-dir", default="course", help="the instructor's nbgrader course folder (default ./course)")
@@ -295,7 +304,8 @@ def register(subparsers) -> None:
     p.add_argument("--course-id", default="rlhf-course", help="the course id in the exchange (default rlhf-course)")
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
     p.add_argument("--no-owner-check", action="store_true",
-                   help="collect: accept submissions not owned by the learner they name (single-user test hubs only)")
+                   help="collect: accept submissions not made by the learner they name (hubs whose servers all run "
+                        "as one system user: demos and tests only)")
     p.set_defaults(func=_friendly(cmd_exchange))
 
     p = subparsers.add_parser("bench", help="measure the kit's speed (labs, grading, PPO and DPO steps); "

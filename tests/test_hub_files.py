@@ -106,24 +106,74 @@ def test_dockerfile_builds_a_learner_image_without_the_answer_key():
 
 
 def test_helm_values():
+    """LTI 1.3 logins (the LMS's Instructor role makes an instructor), a uid of its own for every
+    server, limits, and the idle culler."""
     values = yaml.safe_load((HUB / "z2jh" / "values.yaml").read_text())
     assert values["singleuser"]["image"]["name"].endswith("rlhf-course-learner")
     mounts = values["singleuser"]["storage"]["extraVolumeMounts"]
     assert any(m["mountPath"] == "/srv/nbgrader/exchange" for m in mounts)
+    config = values["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "ltiauthenticator.lti13.auth.LTI13Authenticator"
+    assert {"issuer", "authorize_url", "jwks_endpoint", "client_id", "username_key"} <= set(config["LTI13Authenticator"])
+    assert "SharedPasswordAuthenticator" not in config and "shared-password" not in str(values)
+    assert values["singleuser"]["memory"]["limit"] and values["singleuser"]["cpu"]["limit"]
+    assert values["cull"] == {"enabled": True, "timeout": 3600, "every": 300}
     for name, code in values["hub"]["extraConfig"].items():
         compile(code, name, "exec")  # the hub would refuse to start on a syntax error
-    assert len(values["hub"]["config"]["SharedPasswordAuthenticator"]["admin_password"]) >= 32
 
 
-def test_hub_config_compiles_and_refuses_to_start_without_passwords(tmp_path):
+def _hook_namespace(values: dict) -> dict:
+    """The names the values' extraConfig defines, run against a stand-in config object."""
+    from traitlets.config import Config
+
+    namespace = {"c": Config()}
+    for code in values["hub"]["extraConfig"].values():
+        exec(code, namespace)
+    return namespace
+
+
+def test_helm_values_make_instructors_from_the_lms_role_and_give_each_server_its_uid():
+    from types import SimpleNamespace
+
+    ns = _hook_namespace(yaml.safe_load((HUB / "z2jh" / "values.yaml").read_text()))
+    claim = "https://purl.imsglobal.org/spec/lti/claim/roles"
+    teacher = ns["rlhf_course_instructor"](None, None, {"name": "lee", "auth_state": {claim: [
+        "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"]}})
+    learner = ns["rlhf_course_instructor"](None, None, {"name": "ann", "auth_state": {claim: [
+        "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"]}})
+    assert teacher["admin"] is True and learner["admin"] is False
+    spawners = {}
+    for name, uid, admin in (("lee", 7, True), ("ann", 8, False)):
+        spawner = SimpleNamespace(user=SimpleNamespace(admin=admin, id=uid), environment={},
+                                  mem_limit="2G", cpu_limit=1)
+        ns["rlhf_course_role"](spawner)
+        spawners[name] = spawner
+    assert (spawners["lee"].uid, spawners["ann"].uid) == (10007, 10008)
+    assert spawners["lee"].supplemental_gids == [2000] and spawners["ann"].supplemental_gids == []
+    assert spawners["ann"].environment["JUPYTER_CONFIG_DIR"] == "/etc/rlhf-course/learner"
+    assert spawners["ann"].mem_limit == "2G" and spawners["lee"].mem_limit is None
+
+
+def _load_config(tmp_path, **env):
     config = HUB / "jupyterhub_config.py"
-    compile(config.read_text(), str(config), "exec")
-    env = {"PATH": "/usr/bin:/bin", "RLHF_HUB_DIR": str(tmp_path)}
     code = ("import sys; from traitlets.config import Config; c = Config(); "
             f"exec(open({str(config)!r}).read(), {{'get_config': lambda: c, '__file__': {str(config)!r}}})")
     import sys
 
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={"PATH": "/usr/bin:/bin", "RLHF_HUB_DIR": str(tmp_path), "RLHF_HUB_USERS": "shared",
+                               **env})
+
+
+def test_hub_config_compiles_and_refuses_to_start_without_a_roster(tmp_path):
+    config = HUB / "jupyterhub_config.py"
+    compile(config.read_text(), str(config), "exec")
+    r = _load_config(tmp_path)
+    assert r.returncode != 0 and "RLHF_HUB_ROSTER" in r.stderr and "RLHF_HUB_DEMO" in r.stderr
+    (tmp_path / "roster.csv").write_text("id\nAnn Lee\n")
+    r = _load_config(tmp_path, RLHF_HUB_ROSTER=str(tmp_path / "roster.csv"))
+    assert r.returncode != 0 and "'Ann Lee' is not a usable student id" in r.stderr
+    r = _load_config(tmp_path, RLHF_HUB_DEMO="1")
     assert r.returncode != 0 and "RLHF_HUB_PASSWORD" in r.stderr
 
 
