@@ -53,10 +53,13 @@ def learner_names(source_nb) -> list[str]:
 
 
 def equivalents(source_nb) -> dict[str, list[str]]:
-    """Graded name -> dotted paths of the library's ready-made equivalents (from cell metadata)."""
+    """Graded name -> dotted paths of the library's ready-made equivalents (from cell metadata),
+    each with its whole family (:mod:`autograder.equivalents`)."""
+    from .equivalents import expand
+
     out: dict[str, list[str]] = {}
     for cell in _solution_code_cells(source_nb):
-        paths = list(cell.metadata.get(META_KEY, {}).get("equivalents", []))
+        paths = expand(list(cell.metadata.get(META_KEY, {}).get("equivalents", [])))
         try:
             tree = ast.parse(cell.source)
         except SyntaxError:
