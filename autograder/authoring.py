@@ -14,6 +14,8 @@ starts with a marker line::
     #%% test id=test_top_k_filter points=2   an autograded test cell (locked; may hold hidden tests)
     #%% written id=written_decoding points=2 a manually graded markdown answer
     #%% locked id=setup                      a code cell nbgrader keeps read-only
+    #%% code grading=skip                    a long run no graded test needs (training sweeps, frontier runs,
+                                             their plots): not run while grading, said so in the feedback
 
 Everything after the marker line, up to the next marker, is the cell's source
 verbatim. Usage::
@@ -77,6 +79,10 @@ def text_to_notebook(text: str) -> nbformat.NotebookNode:
             if kind != "solution":
                 raise ValueError("equivalents=... belongs on a solution cell")
             cell.metadata["rlhf_course"] = {"equivalents": [p for p in opts["equivalents"].split(",") if p]}
+        if opts.get("grading"):
+            if kind != "code" or opts["grading"] != "skip":
+                raise ValueError("grading=skip belongs on an ordinary code cell (a long run no graded test needs)")
+            cell.metadata["rlhf_course"] = {"grading": "skip"}
         if meta is not None:
             if meta["grade_id"] in seen:
                 raise ValueError(f"duplicate cell id {meta['grade_id']!r}")
@@ -99,6 +105,8 @@ def notebook_to_text(nb: nbformat.NotebookNode) -> str:
         meta = cell.metadata.get("nbgrader")
         if meta is None:
             head = "#%% md" if cell.cell_type == "markdown" else "#%% code"
+            if cell.metadata.get("rlhf_course", {}).get("grading") == "skip":
+                head += " grading=skip"
         else:
             gid = meta["grade_id"]
             if meta.get("grade") and meta.get("solution"):

@@ -183,7 +183,45 @@ def validate_source(path: Path) -> list[Problem]:
     if graded == 0:
         problems.append(Problem(path.name, "no graded cells"))
     problems += _observation_problems(nb, path.name)
+    problems += _skip_problems(nb, path.name)
     return problems
+
+
+def skipped_while_grading(cell) -> bool:
+    """A code cell the lab marks ``grading=skip``: a long run that no graded test needs."""
+    return cell.cell_type == "code" and cell.metadata.get("rlhf_course", {}).get("grading") == "skip"
+
+
+def _skip_problems(nb, name: str) -> list[Problem]:
+    """A cell skipped while grading must not be needed by what runs: no test and no cell that runs
+    after it may read a name it binds (they would fail under grading)."""
+    import ast as _ast
+
+    from .judge import observation_program
+    from .references import Namespace, python_source
+
+    bound: dict[str, int] = {}
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if skipped_while_grading(cell):
+            if nbutils.is_grade(cell) or nbutils.is_solution(cell) or nbutils.is_locked(cell):
+                out.append(Problem(f"{name} cell {i}", "grading=skip is for ordinary code cells only"))
+            ns = Namespace([cell.source])
+            bound.update({b.name: i for b in ns.bindings})
+            continue
+        text = python_source(observation_program(cell.source) if is_test_cell(cell) else cell.source)
+        if not text:
+            continue
+        reads = {n.id for n in _ast.walk(_ast.parse(text)) if isinstance(n, _ast.Name) and isinstance(n.ctx, _ast.Load)}
+        mine = {b.name for b in Namespace([text]).bindings}
+        for used in sorted((reads - mine) & set(bound)):
+            out.append(Problem(f"{name} cell {i}", f"reads {used!r}, which cell {bound[used]} binds, and that cell is "
+                                                   "not run while grading (grading=skip): skip this cell too, or not that one"))
+        for b in mine:
+            bound.pop(b, None)
+    return out
 
 
 def _observation_problems(nb, name: str) -> list[Problem]:

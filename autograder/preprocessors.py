@@ -44,6 +44,17 @@ DIED_ENAME = "KernelDied"
 NOT_RUN_ENAME = "NotRun"
 
 
+NOT_RUN_WHILE_GRADING = ("not run while grading: a long run that no graded test needs (your own notebook runs it; "
+                         "grading skips it to keep grading fast)")
+SKIPPED_KEY = "rlhf_course_skipped"
+
+
+def skipped_output() -> NotebookNode:
+    """The output a cell skipped while grading gets (feedback shows it)."""
+    return NotebookNode(output_type="display_data", metadata={SKIPPED_KEY: True},
+                        data={"text/plain": f"[{NOT_RUN_WHILE_GRADING}]"})
+
+
 def error_output(ename: str, evalue: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
@@ -80,6 +91,7 @@ class SandboxExecute(Execute):
     provenance_path = Unicode("", help="JSON file to write the graded functions' provenance to").tag(config=True)
     handed_out = List(Unicode(), help="kit 'module.name' the lab's own code uses ('module.*': all of it)").tag(config=True)
     given = List(Unicode(), help="sources of the released copy's code cells (not the learner's writing)").tag(config=True)
+    skip = List(Unicode(), help="sources of the lab's cells not run while grading (grading=skip)").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._events: list[dict] = []
@@ -93,6 +105,7 @@ class SandboxExecute(Execute):
         self._cells = cells
         self._handed = J.handoffs(cells, {n: list(self.equivalents.get(n, [])) for n in self.learner_names})
         self._deadline = time.monotonic() + self.budget
+        self._skip = set(self.skip)
         self.error_on_timeout = {
             "ename": TIMEOUT_ENAME,
             "evalue": f"this cell ran longer than the {self.timeout} s limit and was stopped",
@@ -201,6 +214,10 @@ class SandboxExecute(Execute):
         if self._stop_reason:
             cell.outputs = [error_output(NOT_RUN_ENAME, f"not run: {self._stop_reason}")]
             self._event("not_run", index, cell, self._stop_reason)
+            return cell, self.resources
+        if cell.source in self._skip and self._test_id(cell) is None:
+            cell.outputs = [skipped_output()]
+            self._event("skipped", index, cell, NOT_RUN_WHILE_GRADING)
             return cell, self.resources
         self._check_assign_resources(resources)
         try:
@@ -364,6 +381,8 @@ class HideHiddenTests(NbGraderPreprocessor):
                 "(the traceback is not shown in feedback)"
             outputs = [self._error(o, note) for o in outputs if o.get("output_type") == "error"] + \
                 ([] if self._seen_hidden else [o for o in outputs if o.get("output_type") == "stream"])
+        elif any((o.get("metadata") or {}).get(SKIPPED_KEY) for o in outputs):
+            outputs = [o for o in outputs if (o.get("metadata") or {}).get(SKIPPED_KEY)]
         elif self._seen_hidden:
             errors = [o for o in outputs if o.get("output_type") == "error"]
             outputs = [NotebookNode(output_type="error", ename=o.get("ename"), evalue="(not shown in feedback)",

@@ -428,7 +428,8 @@ def _autograde(task: Task, lab: _Lab, submitted: Path) -> tuple[list[dict], dict
                                 learner_names=AK.learner_names(lab.source), equivalents=equivalents,
                                 provenance_path=str(scratch / "provenance.json"),
                                 handed_out=[".".join(pair) for pair in manifest.get("handed_out", [])],
-                                given=[c.source for c in lab.released.cells if c.cell_type == "code"])
+                                given=[c.source for c in lab.released.cells if c.cell_type == "code"],
+                                skip=[c.source for c in lab.source.cells if C.skipped_while_grading(c)])
         c.KernelManager.transport = "ipc"
         c.KernelManager.ip, c.KernelManager.connection_file = str(ipc / "k"), str(ipc / "kernel.json")
         C.quiet_nbgrader()

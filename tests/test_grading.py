@@ -196,6 +196,24 @@ def test_flags_are_raised_for_what_the_instructor_should_see(graded, student):
         assert not others, f"{student}: unexpected flags {others}"
 
 
+def test_long_runs_no_test_needs_are_not_run_while_grading(graded):
+    """Cells marked grading=skip (here a 30 s sleep, past the 10 s cell limit) are not run: no timeout,
+    and the feedback says so."""
+    from autograder.worker import html_text
+
+    assert "timed out" not in read_csv(graded / "grades.csv")["good"]["reason"]
+    assert "not run while grading" in html_text((graded / "feedback" / "good" / f"{LAB}.html").read_text())
+
+
+def test_a_cell_that_needs_a_skipped_one_is_refused(tmp_path):
+    nb = nbformat.read(SOLUTIONS / LAB / f"{LAB}.ipynb", as_version=4)
+    needs = next(i for i, c in enumerate(nb.cells) if "the sweep is" in c.source)
+    nb.cells[needs].metadata.pop("rlhf_course")
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(nb, path)
+    assert any("reads 'SWEEP'" in str(p) for p in C.validate_source(path))
+
+
 def test_the_provenance_report_lists_what_each_function_relied_on(graded):
     with open(graded / "provenance.csv", newline="") as f:
         rows = {(r["student_id"], r["function"]): r for r in csv.DictReader(f)}
