@@ -17,9 +17,10 @@ Exit status 0 when every check holds.
     python -m autograder.selftest --grade lab1_sampling [--solutions DIR] [--jobs N]
 
 grades, through ``rlhf-course grade`` itself (sandbox, observe and judge),
-three copies of the lab: the solution (must earn full marks), the blank copy
-and a *cheat* whose every graded function is taken from the kit's own answer
-key in a different spelling (:func:`cheat_copy`; both must earn nothing).
+four copies of the lab: the solution (must earn full marks), the blank copy, a
+*stub* whose graded functions always raise ValueError (:func:`stub_copy`) and a
+*cheat* whose every graded function is taken from the kit's own answer key in a
+different spelling (:func:`cheat_copy`; the last three must earn nothing).
 """
 
 from __future__ import annotations
@@ -151,6 +152,17 @@ def cheat_copy(source_nb, released_nb, package: Path):
     return nb
 
 
+def stub_copy(released_nb, exc: str = "ValueError"):
+    """The released notebook with every graded function and class a stub that always raises
+    ``exc`` (a test that such a stub can pass is a defect; error tests pay only after value tests)."""
+    nb = copy.deepcopy(released_nb)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
+            cell.source = cell.source.replace("raise NotImplementedError()", f"raise {exc}('a stub that always raises')")
+    return nb
+
+
 def grade_check(lab: str, solutions: Path, jobs: int = 2) -> int:
     """Grade the solution, blank and cheat copies of ``lab``; 0 when they score full, 0 and 0."""
     import tempfile
@@ -172,7 +184,7 @@ def grade_check(lab: str, solutions: Path, jobs: int = 2) -> int:
             gid = cell.metadata.get("nbgrader", {}).get("grade_id")
             if gid in answers:
                 cell.source = answers[gid]
-        copies = {"solution": solved, "blank": released,
+        copies = {"solution": solved, "blank": released, "stub": stub_copy(released),
                   "cheat": cheat_copy(source, released, Path(rlhf_helpers.__file__).parent)}
         for who, nb in copies.items():
             (root / "subs" / who / lab).mkdir(parents=True)

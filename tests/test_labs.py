@@ -78,16 +78,24 @@ def graded_labs(tmp_path_factory):
     C.build_release(SOLUTIONS, root / "released", valid)
     import rlhf_helpers
 
-    from autograder.selftest import cheat_copy
+    from corpus.honest import FINDINGS, VARIANTS_BY_LAB, honest_notebook
+
+    from autograder.selftest import cheat_copy, stub_copy
+
+    def write(who: str, lab: str, nb) -> None:
+        (root / "subs" / who / lab).mkdir(parents=True)
+        nbformat.write(nb, root / "subs" / who / lab / f"{lab}.ipynb")
 
     for lab in valid:
         _solved_copy(lab, root / "released" / lab, root / "subs" / "solution" / lab)
         shutil.copytree(root / "released" / lab, root / "subs" / "blank" / lab)
         source = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
         released = nbformat.read(root / "released" / lab / f"{lab}.ipynb", as_version=4)
-        (root / "subs" / "cheat" / lab).mkdir(parents=True)
-        nbformat.write(cheat_copy(source, released, Path(rlhf_helpers.__file__).parent),
-                       root / "subs" / "cheat" / lab / f"{lab}.ipynb")
+        write("cheat", lab, cheat_copy(source, released, Path(rlhf_helpers.__file__).parent))
+        write("stub", lab, stub_copy(released))
+        for variant in VARIANTS_BY_LAB.get(lab, {}):  # a: every graded cell in unusual styles; the findings
+            if variant == "a" or (lab, variant) in FINDINGS:
+                write(f"honest_{variant}", lab, honest_notebook(lab, variant, released))
     start = time.perf_counter()
     records = grade_class(root / "subs", root / "out", SOLUTIONS, Settings(jobs=2), progress=print) if valid else []
     print(f"graded {len(records)} lab notebooks in {time.perf_counter() - start:.0f} s")
@@ -131,6 +139,34 @@ def test_the_kits_answers_earn_nothing(graded_labs, lab):
     assert r.graded, "; ".join(r.notes)
     passing = [c.grade_id for c in r.cells if c.kind == "test" and c.score]
     assert not passing, f"{lab}: the kit's own answers earned points in {passing}: " + "; ".join(r.notes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", PARAMS)
+def test_a_stub_that_always_raises_earns_nothing(graded_labs, lab):
+    """Every graded function raises ValueError: its error tests would pass, but pay only once its
+    value tests pass (issue 27)."""
+    r = _record(graded_labs, "stub", lab)
+    assert r.graded, "; ".join(r.notes)
+    passing = [c.grade_id for c in r.cells if c.kind == "test" and c.score]
+    assert not passing, f"{lab}: a stub that always raises earned points in {passing}: " + "; ".join(r.notes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", PARAMS)
+def test_honest_code_in_unusual_styles_keeps_full_marks(graded_labs, lab):
+    """The honest corpus (tests/corpus/honest): variant a answers every graded cell in styles the
+    solution does not use; c and d are styles the grader once refused. Full marks, no flag but
+    similarity (the rest of such a notebook is the solution's)."""
+    whose = sorted(who for who, name in graded_labs if isinstance(who, str) and who.startswith("honest_") and name == lab)
+    assert whose, f"{lab}: no honest variant graded (tests/corpus/honest/{lab}.py)"
+    for who in whose:
+        r = graded_labs[(who, lab)]
+        assert r.graded, "; ".join(r.notes)
+        lost = [c.grade_id for c in r.cells if c.kind == "test" and c.score != c.max]
+        assert not lost, f"{lab} {who}: honest code lost {lost}: " + "; ".join(r.notes)
+        flags = [f for f in r.flags if not f.startswith("similar to")]
+        assert not flags, f"{lab} {who}: honest code flagged: {flags}"
 
 
 @pytest.mark.slow
