@@ -233,14 +233,18 @@ def observed_names(source: str) -> set[str]:
 def isolated(program: str) -> str:
     """An observation program run inside a function of its own, so that the names the test binds
     (``for _penalty in ...``, ``_loss, _g = observe(...)``) never overwrite the learner's globals;
-    the learner's names are still found as globals."""
+    the learner's names are still found as globals. The test's own top-level imports stay at
+    module level, as in the learner's notebook (a function that uses ``math`` without importing it
+    works there once a test has imported it, and must work here too)."""
     tree = ast.parse(program)
-    body = tree.body or [ast.Pass()]
+    imports = [stmt for stmt in tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))]
+    body = [stmt for stmt in tree.body if not isinstance(stmt, (ast.Import, ast.ImportFrom))] or [ast.Pass()]
     run = ast.FunctionDef(name=ISOLATED, args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[],
                                                               defaults=[]), body=body, decorator_list=[], returns=None)
     call = ast.Expr(ast.Call(func=ast.Name(ISOLATED, ast.Load()), args=[], keywords=[]))
     drop = ast.Delete(targets=[ast.Name(ISOLATED, ast.Del())])
-    module = ast.Module(body=[run, ast.Try(body=[call], handlers=[], orelse=[], finalbody=[drop])], type_ignores=[])
+    module = ast.Module(body=[*imports, run, ast.Try(body=[call], handlers=[], orelse=[], finalbody=[drop])],
+                        type_ignores=[])
     ast.fix_missing_locations(module)
     return ast.unparse(module) + "\n"
 

@@ -220,6 +220,7 @@ def test_the_kernel_runs_a_test_in_a_function_of_its_own():
 
     exec(compile(program, "<test>", "exec"), space)  # noqa: S102 - the lab's own test code
     assert space["_x"] == "the learner's own _x" and space["_y"] == "and _y" and J.ISOLATED not in space
+    assert space["torch"] is torch, "the test's imports stay global, as in the learner's notebook"
     assert obs.mode() == "local"
 
 
