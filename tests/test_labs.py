@@ -158,7 +158,7 @@ def test_honest_code_in_unusual_styles_keeps_full_marks(graded_labs, lab):
     """The honest corpus (tests/corpus/honest): variant a answers every graded cell in styles the
     solution does not use; c and d are styles the grader once refused. Full marks, no flag but
     similarity (the rest of such a notebook is the solution's)."""
-    whose = sorted(who for who, name in graded_labs if isinstance(who, str) and who.startswith("honest_") and name == lab)
+    whose = sorted(key[0] for key in graded_labs if isinstance(key, tuple) and key[0].startswith("honest_") and key[1] == lab)
     assert whose, f"{lab}: no honest variant graded (tests/corpus/honest/{lab}.py)"
     for who in whose:
         r = graded_labs[(who, lab)]
