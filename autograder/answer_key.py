@@ -327,7 +327,7 @@ def lab_box(package_dir: Path, solutions: Path, lab: str, dst: Path) -> dict[str
     code = kernel_sources(sources[lab])
     uses = reached(package_dir, code)
     stubbed = build_box_package(package_dir, dst, learner_names(sources[lab]), lab, uses, answers)
-    wires = sorted(f"{package_dir.name}.{module}.{getattr(stmt, 'name')}" for module in sorted(answers & set(uses))
+    wires = sorted(f"{package_dir.name}.{module}:{getattr(stmt, 'name')}" for module in sorted(answers & set(uses))
                    for stmt in ast.parse((package_dir / f"{module}.py").read_text(encoding="utf-8")).body
                    if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and not stmt.name.startswith("_"))
     manifest = {"lab": lab, "answers": sorted(answers), "handed_out": sorted(map(list, handed_out(package_dir, code))),

@@ -30,7 +30,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
                  "transformers.GenerationMixin._beam_search", "transformers.GenerationMixin._assisted_decoding",
                  "transformers.TextGenerationPipeline"),
     "kl": ("torch.distributions.kl_divergence", "torch.distributions.kl._kl_categorical_categorical",
-           "torch.distributions.kl._kl_onehotcategorical_onehotcategorical", "torch.nn.functional.kl_div",
+           "torch.distributions.kl._kl_onehotcategorical_onehotcategorical", "torch.distributions.kl._dispatch_kl",
+           "torch.distributions.kl._KL_REGISTRY", "torch.nn.functional.kl_div",
            "torch.nn.KLDivLoss", "scipy.special.kl_div", "scipy.special.rel_entr"),
     "token_logprobs": ("transformers.loss.loss_utils.ForCausalLMLoss", "trl.trainer.utils.selective_log_softmax",
                        "trl.trainer.utils.selective_log_softmax_and_entropy",
@@ -93,3 +94,27 @@ def expand(paths: list[str]) -> list[str]:
             if p not in out:
                 out.append(p)
     return out
+
+
+def canonical(path: str) -> str | None:
+    """``module:Qual.name`` of where the callable ``path`` names is defined (``transformers.
+    TopKLogitsWarper`` is ``transformers.generation.logits_process:TopKLogitsWarper``), so the
+    grading kernel can wire it the moment that module is loaded; None when it does not resolve
+    here (imports the library: call it in the grader, not in a kernel)."""
+    from rlhf_helpers.observations import _resolve
+
+    try:
+        found = _resolve(path)
+    except Exception:  # noqa: BLE001 - a library that fails to import has nothing to wire
+        return None
+    if found is None:
+        return None
+    owner, attr = found
+    obj = getattr(owner, attr)
+    module = getattr(obj, "__module__", None)
+    qual = getattr(obj, "__qualname__", None)
+    if isinstance(owner, type) and not isinstance(obj, type):  # a method: its class's module
+        module, qual = getattr(owner, "__module__", None), f"{getattr(owner, '__qualname__', '')}.{attr}"
+    if not module or not qual or "<" in qual:
+        return None
+    return f"{module}:{qual}"

@@ -372,7 +372,7 @@ def judge_test(source: str, records: list[dict], learner_names: set[str],
     except _LearnerNameUsed as exc:
         return Verdict(False, "TestDefect", str(exc))
     except Exception as exc:  # noqa: BLE001 - a value of the wrong kind breaks a check: that is a failure
-        ename = exc.ename if isinstance(exc, ObservedError) else type(exc).__name__
+        ename = plain_ename(exc.mro) if isinstance(exc, ObservedError) else type(exc).__name__
         message = exc.message if isinstance(exc, ObservedError) else str(exc)
         extra = {"mro": exc.mro} if isinstance(exc, ObservedError) else {}
         if _in_hidden_part(source, _failing_line(exc, filename)):
@@ -380,6 +380,39 @@ def judge_test(source: str, records: list[dict], learner_names: set[str],
             message = hidden_failure(ename, message, whose, observed=isinstance(exc, ObservedError))
         return Verdict(False, ename, message, extra)
     return Verdict(True)
+
+
+TIMEOUT_ENAME = "CellTimeoutError"
+DIED_ENAME = "KernelDied"
+NOT_RUN_ENAME = "NotRun"
+GRADER_ENAMES = (HANDED_OFF, NOT_OBSERVED, VALUES_FIRST, "JudgeTimeout", "TestDefect", TIMEOUT_ENAME, DIED_ENAME,
+                 NOT_RUN_ENAME)
+"""Verdicts whose message the grader wrote (nothing of the learner's in it)."""
+
+
+def plain_ename(mro: list[str]) -> str:
+    """The name to show for an exception the learner's code raised: the first built-in exception
+    class of its hierarchy (a class of the learner's own could carry anything in its name)."""
+    known = {name for name in dir(builtins) if isinstance(getattr(builtins, name), type)
+             and issubclass(getattr(builtins, name), BaseException)}
+    return next((name for name in mro if name in known), "Exception")
+
+
+def after_hidden(verdict: Verdict, source: str, learner_names: set[str]) -> Verdict:
+    """A failure of a test that runs after hidden tests have run in the notebook, as the learner may
+    read it: what the learner's code saw in a hidden test could be carried in the text of its
+    exception or in the value a check quotes, so only the function, the exception type and the
+    hint are shown (the grader's own verdicts stay as they are)."""
+    if verdict.passed or verdict.ename in GRADER_ENAMES or verdict.ename == "NotImplementedError":
+        return verdict
+    whose = sorted(observed_names(source) & set(learner_names))
+    of = f" of {', '.join(whose)}" if whose else ""
+    hint = verdict.message.split(HINT, 1)[1].strip() if HINT in verdict.message else ""
+    text = (f"a test{of} failed (its details are not shown once hidden tests have run: run the visible tests in "
+            f"your notebook to see them)")
+    if verdict.extra.get("mro"):
+        text += f": your code raised {verdict.ename}"
+    return Verdict(False, verdict.ename, text + (HINT + hint if hint else ""), verdict.extra)
 
 
 HIDDEN_NOTICE = "a hidden test{of} failed"

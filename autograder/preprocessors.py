@@ -39,9 +39,7 @@ from .course import ANSI, is_test_cell, leaks
 from .worker import Settings
 
 _LIMITS = Settings()  # the one home of the limits' defaults
-TIMEOUT_ENAME = "CellTimeoutError"
-DIED_ENAME = "KernelDied"
-NOT_RUN_ENAME = "NotRun"
+TIMEOUT_ENAME, DIED_ENAME, NOT_RUN_ENAME = J.TIMEOUT_ENAME, J.DIED_ENAME, J.NOT_RUN_ENAME
 
 
 NOT_RUN_WHILE_GRADING = ("not run while grading: a long run that no graded test needs (your own notebook runs it; "
@@ -159,6 +157,13 @@ class SandboxExecute(Execute):
                                          {n: list(self.equivalents.get(n, [])) for n in self.learner_names},
                                          self._handed, timeout=float(self.timeout), label=gid)
         verdicts = J.gate_error_tests(verdicts, self.tests, set(self.learner_names))
+        late: set[str] = set()  # tests after a hidden test ran: the learner's code may carry its inputs in any message
+        seen_hidden = False
+        for gid in list(verdicts):
+            if seen_hidden:
+                late.add(gid)
+                verdicts[gid] = J.after_hidden(verdicts[gid], self.tests[gid], set(self.learner_names))
+            seen_hidden = seen_hidden or bool(J.hidden_ranges(self.tests[gid]))
         for gid, verdict in verdicts.items():
             cell, kept, errors = cells[gid]
             if verdict.passed:
@@ -167,8 +172,9 @@ class SandboxExecute(Execute):
             ename, message = verdict.ename, verdict.message
             if ename == J.NOT_OBSERVED and errors:
                 e = errors[0]
-                ename = e.get("ename") or "Error"
-                said = "" if J.hidden_ranges(self.tests[gid]) else f": {ANSI.sub('', str(e.get('evalue', '')))}"
+                ename = J.plain_ename([str(e.get("ename") or "")])
+                said = "" if J.hidden_ranges(self.tests[gid]) or gid in late or ename == "Exception" else \
+                    f": {ANSI.sub('', str(e.get('evalue', '')))[:200]}"
                 message = f"this test stopped early in your notebook: {ename}{said}"
             cell.outputs = kept + [error_output(ename, message)]
 

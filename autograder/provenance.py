@@ -31,8 +31,19 @@ KIT = "rlhf_helpers"
 MACHINERY_MODULES = ("rlhf_helpers.observations", "autograder", "nbgrader")
 """Dotted names whose use in the learner's code reaches into the grading machinery."""
 MACHINERY_NAMES = frozenset({"_STATE", "_ACTIVE", "_install_tripwires", "_publish", "_next_record", "_replay",
-                             "__rlhf_tripwire__", "publish_display_data", "__wrapped__"})
-"""Attribute or variable names that only the grading machinery uses."""
+                             "__rlhf_tripwire__", "publish_display_data", "__wrapped__", "__globals__", "__closure__",
+                             "__code__", "__dict__", "__subclasses__", "__builtins__", "_KIT_DEPTH", "_KL_REGISTRY"})
+"""Attribute or variable names that only the grading machinery, or code that reaches around it, uses."""
+INTROSPECTION_MODULES = ("gc", "ctypes", "builtins", "importlib", "marshal", "dis")
+"""Modules that let code reach objects by other ways than their names."""
+DYNAMIC_CALLS = frozenset({"__import__", "import_module", "find_spec", "spec_from_file_location", "module_from_spec",
+                           "exec_module", "vars", "globals", "register_forward_hook", "register_forward_pre_hook",
+                           "register_full_backward_hook", "register_hook"})
+"""Calls that reach modules or namespaces dynamically, or change what a model computes without its weights."""
+FRAME_CALLS = ("inspect.stack", "inspect.currentframe", "inspect.getframeinfo", "inspect.getouterframes",
+               "inspect.unwrap", "inspect.getmembers", "inspect.getsource", "inspect.getsourcelines",
+               "inspect.findsource", "inspect.getclosurevars", "sys._getframe")
+"""Calls that read the code or frames around them (the test that calls the learner's function)."""
 
 
 @dataclass
@@ -77,8 +88,27 @@ def provenance(cells: list[tuple[str, bool]], names: list[str], first_tests: dic
         for path in info.ran:
             if path.split(".")[0] == KIT and not _handed(path, handed_out) and path not in kit:
                 info.flags.append(f"{name} ran {path}, which the lab does not hand out (reported by the kernel)")
+        table = max((_literal_table(b.node) for b in reach.bindings if b.kind != "import"), default=0)
+        if table >= TABLE_AT:
+            info.flags.append(f"{name} holds a table of {table} literal values (answers looked up, not computed?)")
         out[name] = info
     return out
+
+
+TABLE_AT = 24
+"""A graded function whose code holds a literal container of this many constants is flagged."""
+
+
+def _literal_table(node: ast.AST) -> int:
+    """The most constants in one literal container (dict, list, tuple, set) in ``node``'s code."""
+    best = 0
+    for n in ast.walk(node):
+        if isinstance(n, (ast.Dict, ast.List, ast.Tuple, ast.Set)):
+            count = sum(1 for c in ast.walk(n) if isinstance(c, ast.Constant))
+            if all(isinstance(c, (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.Set, ast.UnaryOp, ast.Call, ast.Name,
+                                  ast.Load, ast.USub, ast.keyword)) for c in ast.walk(n)):
+                best = max(best, count)
+    return best
 
 
 def machinery_flags(learner_cells: list[tuple[int, str]]) -> list[str]:
@@ -88,8 +118,10 @@ def machinery_flags(learner_cells: list[tuple[int, str]]) -> list[str]:
     trees = [(index, ast.parse(text)) for index, text in ((i, python_source(s)) for i, s in learner_cells) if text]
     imported = {(a.asname or a.name).split(".")[0] for _, tree in trees for node in ast.walk(tree)
                 if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+    kit = {KIT} | {a.asname or a.name.split(".")[0] for _, tree in trees for node in ast.walk(tree)
+                   if isinstance(node, (ast.Import, ast.ImportFrom)) and _from_kit(node) for a in node.names}
     for index, tree in trees:
-        for line, what in _machinery(tree, imported):
+        for line, what in _machinery(tree, imported, kit):
             entry = f"cell {index} line {line}: {what}"
             if entry not in found:
                 found.append(entry)
@@ -101,8 +133,15 @@ _NAME_ARGUMENT = {"getattr": 1, "setattr": 1, "hasattr": 1, "delattr": 1, "impor
 """Where a reflective call takes the name it looks up."""
 
 
-def _machinery(tree: ast.AST, imported: set[str]) -> list[tuple[int, str]]:
+def _machinery(tree: ast.AST, imported: set[str], kit: set[str] = frozenset()) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):  # a class that claims another module or name for itself
+            for stmt in node.body:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+                for t in targets:
+                    if isinstance(t, ast.Name) and t.id in ("__module__", "__qualname__", "__name__"):
+                        out.append((stmt.lineno, f"class {node.name} sets its own {t.id}"))
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, ast.ImportFrom):
@@ -111,9 +150,13 @@ def _machinery(tree: ast.AST, imported: set[str]) -> list[tuple[int, str]]:
             names = [a.name for a in node.names]
         else:
             names = []
-        hit = next((n for n in names if n.startswith(MACHINERY_MODULES) or n.rsplit(".", 1)[-1] in MACHINERY_NAMES), None)
+        hit = next((n for n in names if n.startswith(MACHINERY_MODULES) or n.rsplit(".", 1)[-1] in MACHINERY_NAMES
+                    or n.split(".")[0] in INTROSPECTION_MODULES), None)
         if hit:
             out.append((line, f"imports {hit}"))
+        elif isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)) and \
+                ast.unparse(node.value).split(".")[0] in kit:
+            out.append((line, f"changes the kit: {ast.unparse(node)}"))
         elif isinstance(node, ast.Attribute) and node.attr in MACHINERY_NAMES:
             out.append((line, f"uses .{node.attr}"))
         elif isinstance(node, ast.Name) and node.id in MACHINERY_NAMES:
@@ -133,13 +176,27 @@ def _machinery(tree: ast.AST, imported: set[str]) -> list[tuple[int, str]]:
             where = _NAME_ARGUMENT.get(called)
             if called in ("exec", "eval", "compile") and isinstance(node.func, ast.Name):
                 out.append((line, f"calls {called}()"))
+            elif called in DYNAMIC_CALLS or ast.unparse(node.func) in FRAME_CALLS:
+                out.append((line, f"calls {ast.unparse(node.func)}()"))
             elif where is not None and len(node.args) > where and not isinstance(node.args[where], ast.Constant) and (
-                    where == 0 or _is_module(node.args[0], imported)):
+                    where == 0 or _is_module(node.args[0], imported) or _built(node.args[where])):
                 out.append((line, f"calls {called}() with a name built at run time"))
+            elif called in ("setattr", "delattr") and node.args and ast.unparse(node.args[0]).split(".")[0] in kit:
+                out.append((line, f"changes the kit: {called}({ast.unparse(node.args[0])}, ...)"))
             elif called in ("setattr", "delattr") and node.args and \
                     ast.unparse(node.args[0]).split(".")[0] in ("builtins", "__builtins__"):
                 out.append((line, f"calls {called}() on builtins"))
     return out
+
+
+def _built(node: ast.AST) -> bool:
+    """A string put together from pieces (``"heap" + "q"``, an f-string, ``"".join(...)``)."""
+    if isinstance(node, ast.BinOp):
+        return any(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in ast.walk(node))
+    if isinstance(node, ast.JoinedStr):
+        return True
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+        "join", "replace", "format", "decode", "lower", "upper")
 
 
 def _is_module(node: ast.AST, imported: set[str]) -> bool:
@@ -152,6 +209,12 @@ def _is_module(node: ast.AST, imported: set[str]) -> bool:
         return any(isinstance(n, ast.Name) and n.id in ("__import__", "import_module") or
                    isinstance(n, ast.Attribute) and n.attr == "import_module" for n in ast.walk(root.func))
     return isinstance(root, ast.Name) and root.id in imported | {"sys", "builtins", "__builtins__"}
+
+
+def _from_kit(node: ast.Import | ast.ImportFrom) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return (node.module or "").split(".")[0] == KIT
+    return any(a.name.split(".")[0] == KIT for a in node.names)
 
 
 def as_data(found: dict[str, FunctionProvenance], machinery: list[str]) -> dict:

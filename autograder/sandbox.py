@@ -47,6 +47,8 @@ CONFIG_ENV = "RLHF_SANDBOX_CONFIG"
 KERNEL_NAME = "rlhf-sandbox"
 SANDBOX_HOME = "/home/student"
 SANDBOX_WORK = "/home/student/work"
+ARM = ["--IPKernelApp.extensions=['rlhf_helpers.observations']"]
+"""The kernel arms the tripwires as it starts, before any learner cell (rlhf_helpers.observations.arm)."""
 SANDBOX_UID = 1000
 """The kernel's user and group id inside the box (an unprivileged user of its own user namespace)."""
 INSTALL_HINT = (
@@ -301,7 +303,8 @@ def launch(argv: list[str]) -> None:
     os.dup2(log_fd, 2)
     os.close(log_fd)
     extra = [a for a in argv[2:] if a != "--HistoryManager.hist_file=:memory:"]
-    inner = [sys.executable, "-m", "ipykernel_launcher", "-f", argv[1], "--HistoryManager.hist_file=:memory:", *extra]
+    inner = [sys.executable, "-m", "ipykernel_launcher", "-f", argv[1], "--HistoryManager.hist_file=:memory:",
+             *ARM, *extra]
     if not cfg.enabled:  # --no-sandbox: same limits and environment, no box
         set_limits(cfg)
         env = sandbox_env(cfg)

@@ -32,6 +32,8 @@ REPORT_AT = 0.5
 """Pairs at least this similar go into similarity.csv and the HTML report."""
 FLAG_AT = 0.8
 """A learner at least this similar to another source is flagged in grades.csv."""
+MIN_SHARED = 20
+"""A pair shares at least this many tokens to be flagged: a one-line stub is not a copy."""
 NOISE_T, GUARANTEE_T = 10, 15
 """copydetect's k-gram lengths (filtered characters): short, because graded functions are short."""
 SOLUTIONS, KIT = "(solutions)", "(the kit's reference)"
@@ -48,13 +50,110 @@ class Pair:
 
 
 def _answered(stmt: ast.AST) -> bool:
-    """False for a function the learner left as given (its body still raises NotImplementedError)."""
-    for node in ast.walk(stmt):
-        if isinstance(node, ast.Raise) and node.exc is not None:
-            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
-            if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
-                return False
-    return True
+    """False for a definition the learner left as given: a function whose body (after its docstring)
+    is only ``raise NotImplementedError(...)``, or a class made only of such functions. (A raise
+    the learner put in front of copied code, ``if False: raise NotImplementedError()``, does not
+    make it unanswered.)"""
+    if isinstance(stmt, ast.ClassDef):
+        members = [s for s in _without_docstring(stmt.body) if not isinstance(s, ast.Pass)]
+        return not members or any(_answered(s) for s in members)
+    if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return True
+    body = _without_docstring(stmt.body)
+    if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
+        return True
+    exc = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
+    return not (isinstance(exc, ast.Name) and exc.id == "NotImplementedError")
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[1:]
+    return body
+
+
+def normalized(code: str) -> str:
+    """``code`` as the similarity report compares it: parsed and printed again (layout, comments and
+    docstrings gone), every function cut to the statements its results depend on (a backward slice
+    from its returns, raises and yields), so no-op statements interleaved in a copy do not hide it."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.body = _without_docstring(node.body) or [ast.Pass()]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            local = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+            local |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            node.body = _slice(node.body, set(), local) or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def _loads(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _roots(targets: list[ast.AST]) -> set[str]:
+    out = set()
+    for t in targets:
+        while isinstance(t, (ast.Attribute, ast.Subscript, ast.Starred)):
+            t = t.value
+        out |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return out
+
+
+_ALWAYS = (ast.Return, ast.Raise, ast.Assert, ast.Global, ast.Nonlocal, ast.FunctionDef, ast.AsyncFunctionDef,
+           ast.ClassDef, ast.Break, ast.Continue)
+
+
+def _slice(stmts: list[ast.stmt], live: set[str], local: set[str]) -> list[ast.stmt]:
+    """The statements of ``stmts`` that what follows them (``live`` names) and their own results need;
+    ``live`` grows with the function's ``local`` names the kept statements read. Two passes stand in
+    for loops."""
+    kept: list[ast.stmt] = []
+    for _ in range(2):
+        kept = []
+        for st in reversed(stmts):
+            keep, reads = _keep(st, live, local)
+            if keep:
+                kept.append(keep)
+                live |= reads & local
+    return list(reversed(kept))
+
+
+def _keep(st: ast.stmt, live: set[str], local: set[str]) -> tuple[ast.stmt | None, set[str]]:
+    if isinstance(st, _ALWAYS) or (isinstance(st, ast.Expr) and isinstance(st.value, (ast.Yield, ast.YieldFrom, ast.Await))):
+        return st, _loads(st)
+    if isinstance(st, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+        targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+        return (st, _loads(st)) if _roots(targets) & live else (None, set())
+    if isinstance(st, (ast.Import, ast.ImportFrom)):
+        names = {(a.asname or a.name).split(".")[0] for a in st.names}
+        return (st, set()) if names & live else (None, set())
+    if isinstance(st, ast.Expr):
+        return (st, _loads(st)) if _loads(st) & live else (None, set())
+    fields = [f for f in ("body", "orelse", "finalbody") if isinstance(getattr(st, f, None), list)]
+    if fields or isinstance(st, ast.Try):
+        new = False
+        for f in fields:
+            inner = _slice(getattr(st, f), live, local)
+            new = new or bool(inner)
+            setattr(st, f, inner or ([ast.Pass()] if f == "body" else []))
+        for handler in getattr(st, "handlers", []) or []:
+            inner = _slice(handler.body, live, local)
+            new = new or bool(inner)
+            handler.body = inner or [ast.Pass()]
+        if not new:
+            return None, set()
+        head = [getattr(st, a) for a in ("test", "iter", "target", "items") if getattr(st, a, None) is not None]
+        reads = set().union(*(_loads(h) if isinstance(h, ast.AST) else set().union(*map(_loads, h)) for h in head)) \
+            if head else set()
+        if isinstance(st, (ast.For, ast.AsyncFor)):
+            reads |= _roots([st.target])
+        return st, reads
+    return st, _loads(st)
 
 
 def graded_code(sources: list[str], names: list[str]) -> str:
@@ -113,13 +212,14 @@ def compare_lab(lab: str, notebooks: dict[str, Path], source_nb, released_nb, pa
         for student, path in notebooks.items():
             code = graded_code(_notebook_code(path), names)
             if code.strip():
-                (subs / f"{student}.py").write_text(code + "\n")
+                (subs / f"{student}.py").write_text(normalized(code) + "\n")
         solutions = graded_code([c.source for c in source_nb.cells if c.cell_type == "code"], names)
-        (refs / f"{SOLUTIONS}.py").write_text(_strip_markers(solutions) + "\n")
+        (refs / f"{SOLUTIONS}.py").write_text(normalized(_strip_markers(solutions)) + "\n")
         kit = kit_code(package, names)
         if kit:
-            (refs / f"{KIT}.py").write_text(kit + "\n")
-        (given / "given.py").write_text("\n\n".join(c.source for c in released_nb.cells if c.cell_type == "code") + "\n")
+            (refs / f"{KIT}.py").write_text(normalized(kit) + "\n")
+        given_code = [normalized(c.source) for c in released_nb.cells if c.cell_type == "code"]
+        (given / "given.py").write_text("\n\n".join(given_code) + "\n")
         if not any(subs.iterdir()):
             return []
         html_out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,8 +275,11 @@ def flags(pairs: list[Pair]) -> dict[tuple[str, str], list[str]]:
         if p.other not in (SOLUTIONS, KIT):  # copydetect lists each pair of learners once
             found.append((p.other_similarity, p.other, p.lab, f"student {p.student}"))
     out: dict[tuple[str, str], list[str]] = {}
+    tokens = {(p.student, p.lab, p.other): p.tokens for p in pairs}
     for sim, student, lab, who in sorted(found, key=lambda f: -f[0]):
-        if sim >= FLAG_AT and f"similar to {who}" not in " ".join(out.get((student, lab), [])):
+        shared = max(tokens.get((student, lab, who.removeprefix("student ")), 0),
+                     tokens.get((who.removeprefix("student "), lab, student), 0))
+        if sim >= FLAG_AT and shared >= MIN_SHARED and f"similar to {who}" not in " ".join(out.get((student, lab), [])):
             out.setdefault((student, lab), []).append(f"similar to {who} ({sim:.2f})")
     return out
 

@@ -402,14 +402,16 @@ def _autograde(task: Task, lab: _Lab, submitted: Path) -> tuple[list[dict], dict
     from .preprocessors import SandboxExecute, StrictSaveAutoGrades
 
     course, settings = Path(task.course), task.settings
-    equivalents = AK.equivalents(lab.source)
+    listed = AK.equivalents(lab.source)
+    equivalents = wired_equivalents(listed)
     with tempfile.TemporaryDirectory(prefix="rg-") as tmp:  # short path: Unix sockets allow ~100 chars
         scratch = Path(tmp)
         work, ipc = _scratch(scratch, submitted, course / "source" / task.lab)
         # The config and the kernel log stay outside every folder bound into the box.
         manifest_path = course / "box" / task.lab / AK.MANIFEST
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        wires = sorted({p for paths in equivalents.values() for p in paths} | set(manifest.get("wires", [])))
+        wires = sorted({_CANONICAL.get(p) or p for paths in listed.values() for p in paths}
+                       | set(manifest.get("wires", [])))
         SandboxConfig(work_dir=str(work), ipc_dir=str(ipc), log_path=str(scratch / "kernel.log"),
                       memory_mb=settings.memory_mb, enabled=settings.sandbox,
                       threads=max(1, (os.cpu_count() or 1) // max(1, settings.jobs)),
@@ -440,6 +442,27 @@ def _autograde(task: Task, lab: _Lab, submitted: Path) -> tuple[list[dict], dict
         provenance_path = scratch / "provenance.json"
         provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else {}
         return (json.loads(events_path.read_text()) if events_path.exists() else []), provenance
+
+
+_CANONICAL: dict[str, str | None] = {}
+"""Dotted path -> ``module:qualname`` where it is defined (autograder.equivalents.canonical), per worker."""
+
+
+def wired_equivalents(equivalents: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each graded name's equivalents, also under the names the kernel reports them by: where each is
+    defined (the kernel wires it as that module loads, so a reference taken early is wired too)."""
+    from .equivalents import canonical
+
+    out = {}
+    for name, paths in equivalents.items():
+        more = []
+        for path in paths:
+            if path not in _CANONICAL:
+                _CANONICAL[path] = canonical(path)
+            if _CANONICAL[path]:
+                more.append(_CANONICAL[path].replace(":", "."))
+        out[name] = list(dict.fromkeys(paths + more))
+    return out
 
 
 def kit_package() -> Path | None:

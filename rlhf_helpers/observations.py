@@ -457,30 +457,102 @@ def _wrap(fn: Callable, label: str) -> Callable:
     return tripwire
 
 
-def _install_tripwires() -> None:
-    """Wrap each named equivalent whose module is already imported (never import one: TRL alone
-    takes seconds). Called at every observation, so a module imported later is wired then."""
+def _wires() -> dict[str, bool]:
     if _STATE["wires"] is None:
         try:
             paths = json.loads(os.environ.get(TRIPWIRES_ENV, "[]"))
         except ValueError:
             paths = []
         _STATE["wires"] = {str(p): False for p in (paths if isinstance(paths, list) else [])}
-    for path, done in _STATE["wires"].items():
-        if done or path.split(".", 1)[0] not in sys.modules:
-            continue
-        _STATE["wires"][path] = True
+    return _STATE["wires"]
+
+
+def _wire(path: str) -> None:
+    """Wrap the callable ``path`` names: ``module:Qual.name`` (where it is defined, found in
+    ``sys.modules`` without importing anything) or a dotted path (imported modules only)."""
+    if ":" in path:
+        module, _, qual = path.partition(":")
+        owner: Any = sys.modules.get(module)
+        if owner is None:
+            return
+        parts = qual.split(".")
+        try:
+            for name in parts[:-1]:
+                owner = getattr(owner, name)
+            getattr(owner, parts[-1])
+        except AttributeError:
+            return
+        attr, label = parts[-1], f"{module}.{qual}"
+    else:
         found = _resolve(path)
         if found is None:
+            return
+        (owner, attr), label = found, path
+    target = getattr(owner, attr)
+    if isinstance(target, type):
+        for method in ("__init__", "__call__"):
+            inner = getattr(target, method, None)
+            if callable(inner) and not getattr(inner, "__rlhf_tripwire__", False):
+                with contextlib.suppress(TypeError, AttributeError):
+                    setattr(target, method, _wrap(inner, label))
+    elif callable(target) and not getattr(target, "__rlhf_tripwire__", False):
+        with contextlib.suppress(TypeError, AttributeError):
+            setattr(owner, attr, _wrap(target, label))
+
+
+def _install_tripwires() -> None:
+    """Wrap each named equivalent whose module is already imported (never import one: TRL alone
+    takes seconds). Called at every observation, and when a module that defines one is loaded
+    (:class:`_Wiring`), so a learner's reference taken before the first test is wired too."""
+    for path, done in list(_wires().items()):
+        module = path.partition(":")[0] if ":" in path else path.split(".", 1)[0]
+        if done or module not in sys.modules:
             continue
-        owner, attr = found
-        target = getattr(owner, attr)
-        if isinstance(target, type):
-            for method in ("__init__", "__call__"):
-                inner = getattr(target, method, None)
-                if callable(inner) and not getattr(inner, "__rlhf_tripwire__", False):
-                    with contextlib.suppress(TypeError, AttributeError):
-                        setattr(target, method, _wrap(inner, path))
-        elif callable(target) and not getattr(target, "__rlhf_tripwire__", False):
-            with contextlib.suppress(TypeError, AttributeError):
-                setattr(owner, attr, _wrap(target, path))
+        _STATE["wires"][path] = True
+        _wire(path)
+
+
+class _Wiring:
+    """An import hook: right after a module that defines a wired callable (``module:qual``) has
+    run, wire it, before any other code can take a reference to the original."""
+
+    def __init__(self, modules: set[str]):
+        self.modules = modules
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self.modules:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        run = getattr(spec.loader, "exec_module", None)
+        if run is not None:
+            def exec_module(module: Any, _run: Callable = run) -> None:
+                _run(module)
+                _install_tripwires()
+
+            with contextlib.suppress(AttributeError, TypeError):
+                spec.loader.exec_module = exec_module
+        return spec
+
+
+def arm() -> None:
+    """In the grading sandbox, as the kernel starts: wire what is already imported and every
+    wired callable's module as it is imported."""
+    if mode() != "observe":
+        return
+    modules = {p.partition(":")[0] for p in _wires() if ":" in p}
+    if modules and not any(isinstance(f, _Wiring) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Wiring(modules))
+    _install_tripwires()
+
+
+def load_ipython_extension(ipython: Any) -> None:  # noqa: ARG001 - IPython's extension protocol
+    """``--IPKernelApp.extensions=['rlhf_helpers.observations']``: :func:`arm` at kernel start."""
+    arm()

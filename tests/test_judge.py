@@ -279,6 +279,34 @@ def test_handoffs_read_the_learners_definitions():
     assert _handoffs(["from heapq import nlargest as top_k", honest], graded) == {}
 
 
+def test_the_kernel_wires_an_equivalent_as_its_module_loads(monkeypatch, tmp_path):
+    """Issue 27 (red team): a reference to a listed function taken before the first test (``from m
+    import f`` in a solution cell) must be the wired one: the module is wired as it loads."""
+    import sys
+
+    (tmp_path / "wire_me_later.py").write_text("def nlargest(k, xs):\n    return sorted(xs)[-k:]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(O._STATE, "mode", "observe")
+    monkeypatch.setitem(O._STATE, "wires", None)
+    monkeypatch.setenv(O.TRIPWIRES_ENV, json.dumps(["wire_me_later:nlargest"]))
+    before = list(sys.meta_path)
+    try:
+        O.arm()
+        from wire_me_later import nlargest  # taken before any observation
+
+        assert getattr(nlargest, "__rlhf_tripwire__", False)
+        used: set[str] = set()
+        O._ACTIVE.append(used)
+        try:
+            nlargest(1, [3, 1, 2])
+        finally:
+            O._ACTIVE.remove(used)
+        assert used == {"wire_me_later.nlargest"}
+    finally:
+        sys.meta_path[:] = before
+        sys.modules.pop("wire_me_later", None)
+
+
 def test_observe_and_attempt_in_each_mode(monkeypatch):
     assert O.observe(lambda: 41 + 1) == 42
     outcome = O.attempt(lambda: int("x"))
