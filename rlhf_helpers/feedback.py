@@ -628,12 +628,15 @@ def classifier_preferences(reward_pipeline, labels: Sequence[dict]) -> list[int 
 
 
 def classifier_tally(reward_pipeline, labels: Sequence[dict], model: str = "tuned") -> dict[str, int]:
-    """:func:`judged_wins` with the classifier as the judge, on the same pairs (the person's skips left out)."""
-    judged = [r for r in labels if model in (r.get("sources") or []) and r["choice"] != "skip"]
+    """:func:`judged_wins` with the classifier as the judge, on the same pairs (the person's skips left out).
+
+    ``labels`` may also be pairs nobody has judged yet (:func:`blind_pairs`): the classifier judges them all.
+    """
+    judged = [r for r in labels if model in (r.get("sources") or []) and r.get("choice") != "skip"]
     relabelled = []
     for r, pref in zip(judged, classifier_preferences(reward_pipeline, judged)):
-        choice = "tie" if pref is None else ("A" if pref == r["shown_first"] else "B")
-        relabelled.append(dict(r, choice=choice, preferred=pref))
+        choice = "tie" if pref is None else ("A" if pref == r.get("shown_first", 0) else "B")
+        relabelled.append(dict(r, choice=choice, preferred=pref, shown_first=r.get("shown_first", 0)))
     return judged_wins(relabelled, model)
 
 

@@ -327,6 +327,8 @@ def test_judged_and_classifier_wins_on_the_same_pairs():
     assert F.judged_wins(labels) == {"wins": 2, "losses": 1, "ties": 1, "skipped": 0}
     assert F.classifier_tally(fake, labels) == {"wins": 2, "losses": 1, "ties": 1, "skipped": 0}
     assert F.win_rate({"wins": 2, "losses": 1, "ties": 1}) == (pytest.approx(0.625), 4)
+    # pairs nobody judged: the classifier judges all four (the tuned text wins on p1 and p2, loses on p3, p4 ties)
+    assert F.classifier_tally(fake, pairs) == {"wins": 2, "losses": 1, "ties": 1, "skipped": 0}
 
 
 def test_classifier_preferences_from_scores_computed_once():
