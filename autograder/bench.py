@@ -28,6 +28,12 @@ and GRPO, and lab 6's DPO, on one task, interleaved over seeds
 (:mod:`autograder.peers`)::
 
     rlhf-course bench --skip-labs --skip-grading --peers            # 3 seeds x 60 s each: about 25 minutes
+
+With ``--claims`` it re-runs every lab's solution on seeds 0-4 (each seed the run sets shifted by
+1000 times the seed, :mod:`autograder.claims`) and reports each claim of a learner copy that fails
+for some seed; the exit status is 1 then too::
+
+    rlhf-course bench --skip-blocks --skip-labs --skip-grading --claims   # 40 runs, two at a time
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ class Report:
     labs: dict = field(default_factory=dict)
     grading: dict = field(default_factory=dict)
     peers: dict = field(default_factory=dict)
+    claims: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
 
 
@@ -274,7 +281,10 @@ def markdown(report: Report) -> str:
         lines.append("")
     if report.peers:
         lines += peers_markdown(report.peers)
+    if report.claims:
+        lines += claims_markdown(report.claims)
     lines += ["## Verdict", ""] + ([f"- OVER BUDGET: {p}" for p in report.problems] or ["- every lab within budget"])
+    lines += [f"- A CLAIM FAILS: {line}" for line in claim_failures(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -324,10 +334,46 @@ def peers_markdown(peers: dict) -> list[str]:
     return lines + [""]
 
 
+def claims_markdown(claims: dict) -> list[str]:
+    """The claims that failed on some seed, with their figures there; or that all held."""
+    seeds = ", ".join(map(str, claims["seeds"]))
+    lines = ["## Claims of the learner copies, on seeds " + seeds, "",
+             f"{claims['checked']} claims of {len(claims['labs'])} labs, each checked on every seed "
+             "(`autograder/claims.py`; a seed shifts every seed the run sets by 1000 times it).", ""]
+    if not claims["failing"]:
+        return lines + ["Every claim held on every seed.", ""]
+    lines += ["| claim | the learner copy says | fails on seeds | figures there |", "|---|---|---|---|"]
+    for row in claims["failing"]:
+        figures = "; ".join(f"seed {v['seed']}: {v['error'] or v['figures']}" for v in row["verdicts"])
+        lines.append(f"| {row['lab']}/{row['id']} | {row['quote']} | {', '.join(str(v['seed']) for v in row['verdicts'])} "
+                     f"| {figures[:600]} |")
+    return lines + [""]
+
+
+def claim_failures(report: Report) -> list[str]:
+    """One line per claim that failed on some seed (none when the claims were not checked)."""
+    return [f"{row['lab']}/{row['id']} ({row['quote']!r}) on seeds " + ", ".join(str(v["seed"]) for v in row["verdicts"])
+            for row in report.claims.get("failing", [])]
+
+
+def run_claims(solutions: Path, labs: list[str], seeds: list[int], jobs: int, progress=print) -> dict:
+    """Every claim of ``labs`` on every seed (:func:`autograder.claims.sweep`), summarised as plain data."""
+    from . import claims as K
+
+    verdicts = K.sweep(solutions, labs, seeds, jobs=jobs, progress=progress)
+    failing = [{"lab": lab, "id": cid, "quote": vs[0].claim.quote,
+                "verdicts": [{"seed": v.seed, "error": v.error, "figures": K._short(v.figures, 300)} for v in vs]}
+               for (lab, cid), vs in K.failures(verdicts).items()]
+    return {"seeds": list(seeds), "labs": sorted({v.claim.lab for v in verdicts}),
+            "checked": len({(v.claim.lab, v.claim.id) for v in verdicts}), "failing": failing}
+
+
 def run(solutions: Path, out: Path, labs: list[str] | None, repeats: int, busy: bool,
-        skip_blocks: bool, skip_labs: bool, skip_grading: bool, progress=print, peers: dict | None = None) -> Report:
+        skip_blocks: bool, skip_labs: bool, skip_grading: bool, progress=print, peers: dict | None = None,
+        claims: dict | None = None) -> Report:
     """Measure, write ``out``/BENCHMARKS.md and benchmarks.json; ``peers`` (keyword arguments of
-    :func:`autograder.peers.run_peers`, or None to skip) also trains the kit's PPO beside its peers."""
+    :func:`autograder.peers.run_peers`, or None to skip) also trains the kit's PPO beside its peers;
+    ``claims`` (``{"seeds": [...], "jobs": n}``, or None) re-runs the labs' claims on those seeds."""
     report = Report(machine=machine())
     lab_ids = labs or C.find_labs(solutions)
     if not skip_blocks:
@@ -344,6 +390,9 @@ def run(solutions: Path, out: Path, labs: list[str] | None, repeats: int, busy: 
         from .peers import run_peers
 
         report.peers = run_peers(progress=progress, **peers)
+    if claims is not None:
+        progress(f"claims of {len(lab_ids)} labs on seeds {claims['seeds']} ...")
+        report.claims = run_claims(solutions, lab_ids, claims["seeds"], claims.get("jobs", 2), progress=progress)
     check(report)
     out.mkdir(parents=True, exist_ok=True)
     (out / "BENCHMARKS.md").write_text(markdown(report))

@@ -148,19 +148,22 @@ def cmd_exchange(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Measure the kit's speed; exit 1 when a lab is over its budget."""
+    """Measure the kit's speed; exit 1 when a lab is over its budget (or, with --claims, a claim fails)."""
     from . import bench
 
     peers = None
     if args.peers:
         peers = {"seeds": args.peer_seeds, "seconds": args.peer_seconds, "threads": args.peer_threads,
                  "methods": tuple(args.peer_methods), "env": Path(args.peer_env) if args.peer_env else None}
+    claims = {"seeds": args.claim_seeds, "jobs": args.claim_jobs} if args.claims else None
     report = bench.run(_solutions(args), Path(args.out), args.labs or None, args.repeats, args.busy,
-                       args.skip_blocks, args.skip_labs, args.skip_grading, peers=peers)
+                       args.skip_blocks, args.skip_labs, args.skip_grading, peers=peers, claims=claims)
     print(f"wrote {Path(args.out) / 'BENCHMARKS.md'} and benchmarks.json")
     for problem in report.problems:
         print(f"OVER BUDGET: {problem}", file=sys.stderr)
-    return 1 if report.problems else 0
+    for line in bench.claim_failures(report):
+        print(f"A CLAIM FAILS: {line}", file=sys.stderr)
+    return 1 if report.problems or bench.claim_failures(report) else 0
 
 
 def _due(text: str | None):
@@ -327,6 +330,10 @@ def register(subparsers) -> None:
                    help="which methods (default all)")
     p.add_argument("--peer-env", default=None, help="the classic-TRL environment's folder "
                    "(default ~/.cache/rlhf-course/peers-venv)")
+    p.add_argument("--claims", action="store_true", help="also re-run each lab on several seeds and report every "
+                   "claim of its learner copy that fails for one (autograder/claims.py); exit 1 then")
+    p.add_argument("--claim-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
+    p.add_argument("--claim-jobs", type=int, default=2, help="notebooks run at a time (default 2)")
     p.add_argument("--out", default="bench-out", help="where BENCHMARKS.md and benchmarks.json go (default bench-out)")
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
     p.set_defaults(func=_friendly(cmd_bench))

@@ -335,17 +335,26 @@ class LabelStore:
         return {r["pair_id"] for r in self.mine()}
 
     def labels_or_recorded(self, minimum: int = 20, recorded: str | Path = RECORDED_LABELS,
-                           task: str = "preference") -> tuple[list[dict], str]:
+                           task: str = "preference", pairs: Iterable[dict] | None = None) -> tuple[list[dict], str]:
         """This labeller's labels of ``task``, or, when there are fewer than ``minimum``, the recorded ones.
+
+        With ``pairs`` (say, the pairs a blind panel shows: what the current model wrote), only labels of
+        those pairs count, mine and recorded alike: judgements of an earlier model's texts are left out.
+        The labels say who made them (``labeller``): the recorded ones are not this labeller's.
 
         Returns:
             ``(labels, source)`` where ``source`` says in words whose labels they are.
         """
-        mine = [r for r in self.mine() if r.get("task", "preference") == task]
+        wanted = None if pairs is None else {p["pair_id"] for p in pairs}
+
+        def keep(rows: Iterable[dict]) -> list[dict]:
+            return [r for r in rows if r.get("task", "preference") == task and (wanted is None or r["pair_id"] in wanted)]
+
+        mine = keep(self.mine())
         if len(mine) >= minimum:
             return mine, f"your {len(mine)} labels ({self.path.name})"
         labels, _, header = read_label_file(recorded)
-        labels = [r for r in labels if r.get("task", "preference") == task]
+        labels = keep(labels)
         who = (header or {}).get("made_by", "see the file's first line")
         return labels, (f"the {len(labels)} labels recorded with the kit ({who}); you have made {len(mine)}, "
                         f"fewer than {minimum}")
@@ -577,7 +586,11 @@ def bootstrap_interval(statistic: Callable[..., float], *columns: Sequence, n_bo
 
 
 def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (the kit's answer to lab 8)."""
+    """The Wilson score interval of a proportion (the kit's answer to lab 8): ``0 <= low <= p <= high <= 1``.
+
+    At 0 and n successes the formula's end lands on the proportion itself, where rounding can put it a
+    hair on the wrong side (21 of 21 gives 0.9999999999999999): the ends are clamped to the proportion.
+    """
     if n <= 0:
         raise ValueError(f"wilson_interval needs n > 0, got {n}")
     if not 0 <= successes <= n:
@@ -585,7 +598,7 @@ def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float,
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return float(min(max(0.0, centre - half), p)), float(max(min(1.0, centre + half), p))
 
 
 def pair_scores(reward_pipeline, labels: Sequence[dict], batch_size: int = 64) -> list[tuple[float, float]]:
@@ -615,12 +628,15 @@ def classifier_preferences(reward_pipeline, labels: Sequence[dict]) -> list[int 
 
 
 def classifier_tally(reward_pipeline, labels: Sequence[dict], model: str = "tuned") -> dict[str, int]:
-    """:func:`judged_wins` with the classifier as the judge, on the same pairs (the person's skips left out)."""
-    judged = [r for r in labels if model in (r.get("sources") or []) and r["choice"] != "skip"]
+    """:func:`judged_wins` with the classifier as the judge, on the same pairs (the person's skips left out).
+
+    ``labels`` may also be pairs nobody has judged yet (:func:`blind_pairs`): the classifier judges them all.
+    """
+    judged = [r for r in labels if model in (r.get("sources") or []) and r.get("choice") != "skip"]
     relabelled = []
     for r, pref in zip(judged, classifier_preferences(reward_pipeline, judged)):
-        choice = "tie" if pref is None else ("A" if pref == r["shown_first"] else "B")
-        relabelled.append(dict(r, choice=choice, preferred=pref))
+        choice = "tie" if pref is None else ("A" if pref == r.get("shown_first", 0) else "B")
+        relabelled.append(dict(r, choice=choice, preferred=pref, shown_first=r.get("shown_first", 0)))
     return judged_wins(relabelled, model)
 
 

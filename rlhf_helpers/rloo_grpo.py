@@ -26,6 +26,7 @@ against the advantages they log.
 ``prompt_dataset(queries, tokenizer)``                  a ``datasets.Dataset`` with a ``prompt`` column
 ``HeldOutCurve(evaluate)``                              held-out evaluations against training wall time
 ``trl_logprobs(trainer, model, queries, responses)``    per-token log-probs as TRL's trainers compute them
+``position_ids_from_mask(model)``                       a context in which the model's forward passes derive position ids
 =====================================================  =============================================================
 
 A pitfall, measured on the pinned versions (transformers 5.24, TRL 1.16):
@@ -33,14 +34,19 @@ TRL's RLOO and GRPO trainers pass no ``position_ids`` in their forward
 passes. On left-padded prompts a GPT-2 then reads the shorter rows at shifted
 positions, so the log-probs it trains on are not those of the distribution
 ``generate()`` sampled from (:func:`trl_logprobs` shows the difference).
+Inside :func:`position_ids_from_mask` the backbone derives them from the
+attention mask, as ``generate()`` does; lab 7 trains RLOO once that way to see
+what the missing position ids cost (its KL to the reference, above all).
 
 Nothing here seeds or changes global state at import.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -48,7 +54,7 @@ import torch
 from rlhf_helpers import _args
 
 __all__ = ["rloo_advantages", "grpo_advantages", "trl_reward_func", "rl_config", "prompt_dataset", "HeldOutCurve",
-           "trl_logprobs", "SCALES"]
+           "trl_logprobs", "position_ids_from_mask", "SCALES"]
 
 CARRIES: dict[str, list[str]] = {}
 
@@ -224,3 +230,30 @@ def trl_logprobs(trainer: Any, model: Any, queries: Sequence[torch.Tensor], resp
     finally:
         model.train(was_training)
     return trl * rmask, kit * rmask
+
+
+@contextlib.contextmanager
+def position_ids_from_mask(model: Any) -> Iterator[None]:
+    """While the context lasts, forward passes of ``model``'s backbone class that get an attention mask and no
+    position ids (nor a cache) derive them from the mask: ``attention_mask.cumsum(-1) - 1``, clamped at 0.
+
+    That is what ``generate()`` passes and what TRL 1.16's RLOO and GRPO trainers leave out, so a trainer run
+    inside this context trains on the log-probs of the distribution it sampled from. The patch is on the
+    backbone's class (TRL's fused LM head calls the backbone directly), for this process only; it is undone
+    on exit. Calls that pass position ids, or a cache (generation), are unchanged.
+    """
+    backbone = type(model.base_model)
+    original = backbone.forward
+
+    @functools.wraps(original)
+    def forward(self, *args, **kwargs):
+        mask = kwargs.get("attention_mask")
+        if kwargs.get("position_ids") is None and mask is not None and kwargs.get("past_key_values") is None:
+            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return original(self, *args, **kwargs)
+
+    backbone.forward = forward
+    try:
+        yield
+    finally:
+        backbone.forward = original

@@ -45,3 +45,19 @@ def test_bench_measures_the_building_blocks(tmp_path, capsys):
         assert data["blocks"][key] > 0, key
     assert data["machine"]["cores"] >= 1 and data["machine"]["versions"]["trl"]
     assert "one PPO step" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_failing_claims_are_reported_with_their_seeds_and_figures():
+    report = bench.Report(machine={"date": "d", "cores": 2, "torch_threads": 1, "load_average": [0, 0, 0],
+                                   "python": "3.11", "versions": {"torch": "2.13.0"}, "platform": "p"})
+    assert bench.claim_failures(report) == []
+    report.claims = {"seeds": [0, 1, 2], "labs": ["lab3_ppo"], "checked": 6, "failing": [
+        {"lab": "lab3_ppo", "id": "baseline_runs", "quote": "some red runs settle on a bad ending",
+         "verdicts": [{"seed": 2, "error": None, "figures": '{"red": [4.0, 4.1]}'}]}]}
+    (line,) = bench.claim_failures(report)
+    assert "lab3_ppo/baseline_runs" in line and "on seeds 2" in line
+    text = bench.markdown(report)
+    assert "## Claims of the learner copies, on seeds 0, 1, 2" in text and '{"red": [4.0, 4.1]}' in text
+    assert "A CLAIM FAILS: lab3_ppo/baseline_runs" in text
+    report.claims["failing"] = []
+    assert "Every claim held on every seed." in bench.markdown(report)

@@ -219,6 +219,23 @@ def test_labels_or_recorded_falls_back_until_enough_are_made(tmp_path):
     assert all(r["task"] == "blind" for r in blind) and "recorded" in source
 
 
+def test_labels_or_recorded_keeps_only_the_pairs_asked_for(tmp_path):
+    """Judgements of an earlier model's texts are left out, the learner's and the recorded ones alike."""
+    store = _store(tmp_path)
+    old, new = _pairs(4)[:2], _pairs(4)[2:]
+    for pair in old + new[:1]:
+        store.add(pair, 0, "A")
+    labels, source = store.labels_or_recorded(minimum=1, pairs=new)
+    assert [r["pair_id"] for r in labels] == [new[0]["pair_id"]] and source.startswith("your 1 labels")
+    labels, source = store.labels_or_recorded(minimum=2, pairs=new)
+    assert labels == [] and "recorded" in source
+    recorded, _, _ = F.read_label_file(F.RECORDED_LABELS)
+    shown = [r for r in recorded if r["task"] == "blind"][:5]
+    labels, _ = store.labels_or_recorded(minimum=2, task="blind", pairs=shown)
+    assert [r["pair_id"] for r in labels] == [r["pair_id"] for r in shown]
+    assert {r["labeller"] for r in labels} == {"kit-recorded"}
+
+
 # ----------------------------------------------------------------------------- data and statistics
 def test_labels_to_preferences_undoes_the_screen_order():
     labels = [dict(F._pair("p", [" x", " y"]), shown_first=s, choice=c, labeller="a")
@@ -257,6 +274,15 @@ def test_wilson_interval_matches_the_formula_and_stays_in_bounds():
     for bad in ((1, 0), (-1, 3), (4, 3)):
         with pytest.raises(ValueError):
             F.wilson_interval(*bad)
+
+
+def test_wilson_interval_holds_the_proportion_at_0_and_n_successes():
+    """21 of 21 once gave a high end of 0.9999999999999999, below the proportion: the lab's error bars failed."""
+    assert F.wilson_interval(21, 21)[1] == 1.0 and F.wilson_interval(0, 11)[0] == 0.0
+    for n in range(1, 300):
+        for successes in (0, n / 2, n):
+            low, high = F.wilson_interval(successes, n)
+            assert 0.0 <= low <= successes / n <= high <= 1.0, (successes, n, low, high)
 
 
 def test_bootstrap_interval_brackets_the_statistic():
@@ -301,6 +327,8 @@ def test_judged_and_classifier_wins_on_the_same_pairs():
     assert F.judged_wins(labels) == {"wins": 2, "losses": 1, "ties": 1, "skipped": 0}
     assert F.classifier_tally(fake, labels) == {"wins": 2, "losses": 1, "ties": 1, "skipped": 0}
     assert F.win_rate({"wins": 2, "losses": 1, "ties": 1}) == (pytest.approx(0.625), 4)
+    # pairs nobody judged: the classifier judges all four (the tuned text wins on p1 and p2, loses on p3, p4 ties)
+    assert F.classifier_tally(fake, pairs) == {"wins": 2, "losses": 1, "ties": 1, "skipped": 0}
 
 
 def test_classifier_preferences_from_scores_computed_once():

@@ -7,8 +7,11 @@ tests included) in local mode, where ``observe`` calls the function and the
 same checks the judge runs decide. A wrong recipe (padding on the wrong side,
 a misnamed prompt column, a trainer that does not check its columns or drops
 the reference, a loss curve against the entry index, a reload from the
-original weights, sampling with the model's default top-k) must fail at least
-one of the named test cells; a right one written differently must pass them all.
+original weights, sampling with the model's default top-k, and the four that
+issue 28 found passing every test: a config setting left at its default, sampling
+that ignores its seed, the trained model returned instead of the reloaded one, a
+plot without its legend) must fail at least one of the named test cells; a right
+one written differently must pass them all.
 """
 
 from __future__ import annotations
@@ -59,6 +62,26 @@ WRONG = {
     "sampling keeps the model's default top-k": (
         "generate_completions", '{"top_k": 0, "top_p": 1.0, "temperature": 1.0}', '{"temperature": 1.0}',
         ["test_generate_completions_sampling"]),
+    # issue 28: four wrong recipes that once passed every test of the lab
+    "a config setting is silently left at its default": (
+        "make_dpo_config", "    settings.update(overrides)\n",
+        "    settings.update({k: v for k, v in overrides.items() if k != 'per_device_train_batch_size'})\n",
+        ["test_make_dpo_config"]),
+    "sampling ignores its seed": (
+        "generate_completions", "        torch.manual_seed(seed)\n", "        torch.manual_seed(3)\n", ["test_generate_completions_sampling"]),
+    "the trained model is returned, not the one reloaded": (
+        "save_and_reload", "model = AutoModelForCausalLM.from_pretrained(output_dir).to(trainer.model.device).eval()",
+        "model = trainer.model.eval()", ["test_save_and_reload"]),
+    "the plot has no legend": ("plot_log_history", "    ax.legend()\n", "", ["test_plot_log_history"]),
+    "ties dropped before malformed records are refused": (
+        "prepare_datasets",
+        '    for r in records:  # malformed records fail loudly before anything else\n'
+        '        if not {"prefix", "completions", "scores"} <= set(r) or len(r["completions"]) != 2 or len(r["scores"]) != 2:\n'
+        '            raise ValueError(f"malformed record {r!r}")\n'
+        '    kept = [r for r in records if r["scores"][0] != r["scores"][1]]\n'
+        "    raw = datasets.Dataset.from_list(kept)",
+        '    raw = datasets.Dataset.from_list(list(records)).filter(lambda r: r["scores"][0] != r["scores"][1])',
+        ["test_prepare_datasets_errors"]),
 }
 
 RIGHT = {
@@ -68,12 +91,29 @@ RIGHT = {
         '    for p in ref_model.parameters():\n        p.requires_grad_(False)',
         "import copy\n    ref_model = copy.deepcopy(model).eval().requires_grad_(False)",
         ["test_load_dpo_models"]),
-    "ties dropped with Dataset.filter": (
+    "ties dropped with Dataset.filter, after the records are checked": (
         "prepare_datasets",
-        'kept = [r for r in records if not (len(r["scores"]) == 2 and r["scores"][0] == r["scores"][1])]\n'
+        'kept = [r for r in records if r["scores"][0] != r["scores"][1]]\n'
         "    raw = datasets.Dataset.from_list(kept)",
-        'raw = datasets.Dataset.from_list(list(records)).filter(lambda r: len(r["scores"]) != 2 or '
-        'r["scores"][0] != r["scores"][1])', ["test_prepare_datasets", "test_prepare_datasets_errors"]),
+        'raw = datasets.Dataset.from_list(list(records)).filter(lambda r: r["scores"][0] != r["scores"][1])',
+        ["test_prepare_datasets", "test_prepare_datasets_errors"]),
+    "records checked by to_preference_format's own errors before the tie test": (
+        "prepare_datasets",
+        '    for r in records:  # malformed records fail loudly before anything else\n'
+        '        if not {"prefix", "completions", "scores"} <= set(r) or len(r["completions"]) != 2 or len(r["scores"]) != 2:\n'
+        '            raise ValueError(f"malformed record {r!r}")\n',
+        '    for r in records:  # a tie is the one ValueError that is not a malformed record\n'
+        '        if r.get("scores") is None or len(r["scores"]) != 2 or r["scores"][0] != r["scores"][1]:\n'
+        '            to_preference_format(r)\n',
+        ["test_prepare_datasets", "test_prepare_datasets_errors"]),
+    "sampling seeded with transformers.set_seed": (
+        "generate_completions", "        torch.manual_seed(seed)\n", "        __import__('transformers').set_seed(seed)\n",
+        ["test_generate_completions_sampling"]),
+    "the model moved to the trainer's device after loading, the tokenizer padded on the left first": (
+        "save_and_reload",
+        'model = AutoModelForCausalLM.from_pretrained(output_dir).to(trainer.model.device).eval()',
+        'model = AutoModelForCausalLM.from_pretrained(output_dir)\n    model.to(trainer.args.device)\n    model.eval()',
+        ["test_save_and_reload"]),
     "columns checked one by one, keyword arguments in another order": (
         "build_dpo_trainer",
         'if ds is not None and not {"prompt", "chosen", "rejected"} <= set(ds.column_names):',

@@ -121,6 +121,19 @@ def test_grpo_advantages_equal_what_grpotrainer_logs(tiny_world, scale):
     torch.testing.assert_close(grpo_advantages(rewards, 2, scale), logged, atol=1e-5, rtol=1e-5)
 
 
+def _rloo_and_a_padded_batch(model, tok, prompts, out):
+    """A one-step RLOOTrainer on a copy of the model, and two prompts of different lengths with a response each."""
+    from trl import RLOOConfig, RLOOTrainer
+
+    args = rl_config(RLOOConfig, out, num_generations=2, per_device_train_batch_size=8, max_completion_length=6,
+                     max_steps=1)
+    trainer = RLOOTrainer(model=copy.deepcopy(model), reward_funcs=trl_reward_func(lambda t: [0.0] * len(t)),
+                          args=args, train_dataset=prompts, processing_class=tok)
+    queries = [torch.tensor(tok.encode("i saw this film")), torch.tensor(tok.encode("bad"))]
+    responses = [torch.tensor(tok.encode(" it was great")), torch.tensor(tok.encode(" and boring"))]
+    return trainer, queries, responses
+
+
 @pytest.mark.slow
 def test_trl_trainers_score_left_padded_prompts_without_position_ids(tiny_world):
     """The pitfall lab 7 shows: on the pinned TRL, RLOOTrainer's per-token log-probs of a prompt shorter
@@ -131,12 +144,28 @@ def test_trl_trainers_score_left_padded_prompts_without_position_ids(tiny_world)
 
     model, tok, prompts = tiny_world
     with tempfile.TemporaryDirectory() as out:
-        args = rl_config(RLOOConfig, out, num_generations=2, per_device_train_batch_size=8, max_completion_length=6,
-                         max_steps=1)
-        trainer = RLOOTrainer(model=copy.deepcopy(model), reward_funcs=trl_reward_func(lambda t: [0.0] * len(t)),
-                              args=args, train_dataset=prompts, processing_class=tok)
-        queries = [torch.tensor(tok.encode("i saw this film")), torch.tensor(tok.encode("bad"))]
-        responses = [torch.tensor(tok.encode(" it was great")), torch.tensor(tok.encode(" and boring"))]
+        trainer, queries, responses = _rloo_and_a_padded_batch(model, tok, prompts, out)
         trl, kit = trl_logprobs(trainer, trainer.model, queries, responses, tok.pad_token_id)
     assert torch.allclose(trl[0], kit[0], atol=1e-4)          # the longest prompt: no padding, no shift
     assert (trl[1] - kit[1]).abs().max() > 0.1                 # the padded one: read at shifted positions
+
+
+@pytest.mark.slow
+def test_position_ids_from_mask_makes_trls_log_probs_the_kits(tiny_world):
+    """Inside the context TRL's forward passes read the padded rows at their own positions (the kit's, which
+    match generate()); outside it, and after it, they do not; a call that passes position ids is unchanged."""
+    from rlhf_helpers.rloo_grpo import position_ids_from_mask, trl_logprobs
+
+    model, tok, prompts = tiny_world
+    with tempfile.TemporaryDirectory() as out:
+        trainer, queries, responses = _rloo_and_a_padded_batch(model, tok, prompts, out)
+        with position_ids_from_mask(trainer.model):
+            trl, kit = trl_logprobs(trainer, trainer.model, queries, responses, tok.pad_token_id)
+            ids = torch.tensor([[0, 0, 5, 6, 7]])
+            given = torch.tensor([[0, 0, 3, 4, 5]])
+            inside = trainer.model(ids, attention_mask=torch.tensor([[0, 0, 1, 1, 1]]), position_ids=given).logits
+        after, _ = trl_logprobs(trainer, trainer.model, queries, responses, tok.pad_token_id)
+        outside = trainer.model(ids, attention_mask=torch.tensor([[0, 0, 1, 1, 1]]), position_ids=given).logits
+    assert torch.allclose(trl, kit, atol=1e-4)
+    assert (after[1] - kit[1]).abs().max() > 0.1
+    assert torch.equal(inside, outside)
