@@ -195,10 +195,8 @@ def skipped_while_grading(cell) -> bool:
 def _skip_problems(nb, name: str) -> list[Problem]:
     """A cell skipped while grading must not be needed by what runs: no test and no cell that runs
     after it may read a name it binds (they would fail under grading)."""
-    import ast as _ast
-
     from .judge import observation_program
-    from .references import Namespace, python_source
+    from .references import Namespace, global_reads, python_source
 
     bound: dict[str, int] = {}
     out = []
@@ -214,7 +212,7 @@ def _skip_problems(nb, name: str) -> list[Problem]:
         text = python_source(observation_program(cell.source) if is_test_cell(cell) else cell.source)
         if not text:
             continue
-        reads = {n.id for n in _ast.walk(_ast.parse(text)) if isinstance(n, _ast.Name) and isinstance(n.ctx, _ast.Load)}
+        reads = global_reads(text)
         mine = {b.name for b in Namespace([text]).bindings}
         for used in sorted((reads - mine) & set(bound)):
             out.append(Problem(f"{name} cell {i}", f"reads {used!r}, which cell {bound[used]} binds, and that cell is "

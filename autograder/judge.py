@@ -31,6 +31,7 @@ import ast
 import builtins
 import contextlib
 import io
+import re
 import signal
 import warnings
 from collections.abc import Iterator
@@ -374,7 +375,7 @@ def judge_test(source: str, records: list[dict], learner_names: set[str],
     except Exception as exc:  # noqa: BLE001 - a value of the wrong kind breaks a check: that is a failure
         ename = plain_ename(exc.mro) if isinstance(exc, ObservedError) else type(exc).__name__
         message = exc.message if isinstance(exc, ObservedError) else str(exc)
-        extra = {"mro": exc.mro} if isinstance(exc, ObservedError) else {}
+        extra = {"mro": exc.mro} if isinstance(exc, ObservedError) else {"check": _raised_by_a_check(exc)}
         if _in_hidden_part(source, _failing_line(exc, filename)):
             whose = sorted(observed_names(source) & set(learner_names))
             message = hidden_failure(ename, message, whose, observed=isinstance(exc, ObservedError))
@@ -398,13 +399,38 @@ def plain_ename(mro: list[str]) -> str:
     return next((name for name in mro if name in known), "Exception")
 
 
+def _raised_by_a_check(exc: BaseException) -> bool:
+    """Whether ``exc`` came from one of :mod:`rlhf_helpers.checks`' checks (which mark what they
+    quote of the learner's result), not from a test's own ``assert``."""
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and last.tb_frame.f_code.co_filename.endswith("rlhf_helpers/checks.py")
+
+
+def shown(verdict: Verdict, late: bool = False) -> str:
+    """The message of a failure as the learner reads it. A check's message marks what it quotes of
+    the learner's result: plain when no hidden test has run yet, left out (``…``) when one has."""
+    from rlhf_helpers.checks import LEARNER_CLOSE, LEARNER_OPEN
+
+    pattern = re.escape(LEARNER_OPEN) + ".*?" + re.escape(LEARNER_CLOSE)
+    if late:
+        return re.sub(pattern, "…", verdict.message, flags=re.S)
+    return verdict.message.replace(LEARNER_OPEN, "").replace(LEARNER_CLOSE, "")
+
+
 def after_hidden(verdict: Verdict, source: str, learner_names: set[str]) -> Verdict:
     """A failure of a test that runs after hidden tests have run in the notebook, as the learner may
     read it: what the learner's code saw in a hidden test could be carried in the text of its
-    exception or in the value a check quotes, so only the function, the exception type and the
-    hint are shown (the grader's own verdicts stay as they are)."""
+    exception or in the value a check quotes. A check's message keeps its first line with what it
+    quotes of the learner's result left out (:func:`shown`), and its hint; anything else shows only
+    the function, the exception type and the hint (the grader's own verdicts stay as they are)."""
     if verdict.passed or verdict.ename in GRADER_ENAMES or verdict.ename == "NotImplementedError":
         return verdict
+    if verdict.extra.get("check"):
+        first, _, rest = shown(verdict, late=True).partition("\n")
+        hint = rest.split("Hint: ", 1)[1].strip() if "Hint: " in rest else ""
+        return Verdict(False, verdict.ename, first + (HINT + hint if hint else ""), verdict.extra)
     whose = sorted(observed_names(source) & set(learner_names))
     of = f" of {', '.join(whose)}" if whose else ""
     hint = verdict.message.split(HINT, 1)[1].strip() if HINT in verdict.message else ""

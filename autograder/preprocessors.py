@@ -169,7 +169,7 @@ class SandboxExecute(Execute):
             if verdict.passed:
                 cell.outputs = kept
                 continue
-            ename, message = verdict.ename, verdict.message
+            ename, message = verdict.ename, J.shown(verdict, late=gid in late)
             if ename == J.NOT_OBSERVED and errors:
                 e = errors[0]
                 ename = J.plain_ename([str(e.get("ename") or "")])

@@ -176,6 +176,14 @@ def _global_reads(table: symtable.SymbolTable) -> set[str]:
     return {s.get_name() for t in tables for s in t.get_symbols() if s.is_global() and s.is_referenced()}
 
 
+def global_reads(source: str) -> set[str]:
+    """The module-level names a piece of code reads: at its top level, and as free names of the
+    functions, classes, lambdas and comprehensions in it (their own locals and parameters left out)."""
+    table = symtable.symtable(source, "<code>", "exec")
+    top = {s.get_name() for s in table.get_symbols() if s.is_referenced()}
+    return top | {s.get_name() for t in _children(table) for s in t.get_symbols() if s.is_global() and s.is_referenced()}
+
+
 def _chain(node: ast.AST) -> list[str] | None:
     """``a.b.c`` -> ["a", "b", "c"]; None when the root is not a plain name."""
     parts = []

@@ -36,6 +36,18 @@ CHECKS = ("assert_type", "assert_tensor", "assert_close_float", "assert_raises",
 """The check functions: calls to these are judge-side statements (see :mod:`rlhf_helpers.observations`)."""
 
 
+LEARNER_OPEN, LEARNER_CLOSE = "\u27e6", "\u27e7"
+"""Marks around what a check quotes of the learner's result while the grader judges (the grader may
+leave it out of the feedback: it could carry what the learner's code saw in a hidden test)."""
+
+
+def _mine(text: object) -> str:
+    """``text``, quoted from the learner's result: marked while the grader judges, plain otherwise."""
+    from rlhf_helpers.observations import mode
+
+    return f"{LEARNER_OPEN}{text}{LEARNER_CLOSE}" if mode() == "judge" else str(text)
+
+
 def _fail(what: str, hint: str | None) -> None:
     raise AssertionError(what + (f"\nHint: {hint}" if hint else ""))
 
@@ -55,9 +67,9 @@ def assert_type(obj: Any, expected: type | tuple[type, ...], name: str, hint: st
         ok = isinstance(obj, expected)
     if not ok:
         names = " or ".join(t.__name__ for t in wanted)
-        _fail(f"{name} should be a {names}, got {type(obj).__name__}.", hint)
+        _fail(f"{name} should be a {names}, got {_mine(type(obj).__name__)}.", hint)
     if isinstance(obj, torch.Tensor) and type(obj) not in (torch.Tensor, torch.nn.Parameter):
-        _fail(f"{name} should be a plain torch.Tensor, got the subclass {type(obj).__name__}.", hint)
+        _fail(f"{name} should be a plain torch.Tensor, got the subclass {_mine(type(obj).__name__)}.", hint)
 
 
 def assert_tensor(
@@ -79,14 +91,14 @@ def assert_tensor(
     if check_dtype and actual.dtype != expected.dtype:
         _fail(f"{name} has dtype {actual.dtype}, expected {expected.dtype}.", hint)
     if tuple(actual.shape) != tuple(expected.shape):
-        _fail(f"{name} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}.", hint)
+        _fail(f"{name} has shape {_mine(tuple(actual.shape))}, expected {tuple(expected.shape)}.", hint)
     a = actual.detach().to("cpu", expected.dtype if not check_dtype else actual.dtype)
     e = expected.detach().to("cpu")
     if a.is_floating_point():
         inf_a, inf_e = torch.isinf(a), torch.isinf(e)
         if not torch.equal(inf_a, inf_e) or not torch.equal(a[inf_a], e[inf_e]):
             n = int((inf_a != inf_e).sum())
-            _fail(f"{name}: infinite entries differ from the reference ({n} positions).", hint)
+            _fail(f"{name}: infinite entries differ from the reference ({_mine(n)} positions).", hint)
         finite = ~inf_e
         a, e = a[finite], e[finite]
     try:
@@ -95,17 +107,17 @@ def assert_tensor(
         diff = (a.double() - e.double()).abs()
         diff = diff[~torch.isnan(diff)]
         worst = f"{diff.max().item():.3g}" if diff.numel() else "nan"
-        _fail(f"{name} differs from the reference (max abs difference {worst}, tolerance {atol:g}).", hint)
+        _fail(f"{name} differs from the reference (max abs difference {_mine(worst)}, tolerance {atol:g}).", hint)
 
 
 def assert_close_float(actual: Any, expected: float, name: str = "result", *, hint: str | None = None,
                        atol: float = 1e-6, rtol: float = 1e-5) -> None:
     """Check that ``actual`` is a Python number (not a tensor) close to ``expected``."""
     if isinstance(actual, bool) or not isinstance(actual, (int, float)):
-        _fail(f"{name} should be a Python float, got {type(actual).__name__}.",
+        _fail(f"{name} should be a Python float, got {_mine(type(actual).__name__)}.",
               hint or "convert a one-element tensor with .item()")
     if not abs(float(actual) - expected) <= atol + rtol * abs(expected):
-        _fail(f"{name} = {actual!r}, expected {expected!r}.", hint)
+        _fail(f"{name} = {_mine(repr(actual))}, expected {expected!r}.", hint)
 
 
 def assert_raises(exc_type: type[BaseException], outcome: Outcome, name: str, hint: str | None = None) -> None:
@@ -122,14 +134,14 @@ def assert_raises(exc_type: type[BaseException], outcome: Outcome, name: str, hi
         return
     if outcome.raised_a(NotImplementedError):
         raise outcome.error if outcome.error is not None else ObservedError("NotImplementedError", outcome.message)
-    _fail(f"{name} raised {outcome.raised[0]}: {outcome.message}; expected {exc_type.__name__}.", hint)
+    _fail(f"{name} raised {_mine(f'{outcome.raised[0]}: {outcome.message}')}; expected {exc_type.__name__}.", hint)
 
 
 def assert_equal(actual: Any, expected: Any, name: str = "result", *, hint: str | None = None) -> None:
     """Check that ``actual`` has the type of ``expected`` and equals it (plain data: str, int, list, dict, ...)."""
     assert_type(actual, type(expected), name, hint)
     if actual != expected:
-        _fail(f"{name} = {actual!r}, expected {expected!r}.", hint)
+        _fail(f"{name} = {_mine(repr(actual))}, expected {expected!r}.", hint)
 
 
 def compare(name: str, actual: torch.Tensor, expected: torch.Tensor) -> None:

@@ -193,6 +193,26 @@ def test_a_failing_hidden_test_shows_that_it_failed_and_its_hint_only():
     assert "double(x) differs from the reference" in visible.message and "Hint: twice x" in visible.message
 
 
+def test_after_hidden_tests_a_failure_quotes_nothing_of_the_learners_result():
+    """Red team: a visible test's message quoted the learner's value (or exception) in full, which
+    could carry what the learner's code saw in an earlier hidden test. Once a hidden test has run,
+    a check's message keeps its words and hint, not the learner's value; a raw assert or the
+    learner's exception keeps only the function, the type and the hint."""
+    src = ("from rlhf_helpers.checks import assert_equal, observe\n"
+           "assert_equal(observe(lambda: label(1)), 'pos', 'label(1)', hint='map 1 to pos')\n")
+    verdict = J.judge_test(src, _records(["SECRET [3, 57, 12]"]), {"label"})
+    assert "SECRET [3, 57, 12]" in J.shown(verdict) and "\u27e6" not in J.shown(verdict)
+    late = J.after_hidden(verdict, src, {"label"})
+    assert "57" not in J.shown(late, late=True) and "expected 'pos'" in J.shown(late, late=True)
+    assert "Hint: map 1 to pos" in late.message
+    raw = "from rlhf_helpers.checks import observe\nassert observe(lambda: label(1)) == 'pos', f'got {observe}'\n"
+    verdict = J.judge_test(raw, _records(["SECRET 57"]), {"label"})
+    assert "57" not in J.after_hidden(verdict, raw, {"label"}).message
+    raised = [{"ok": False, "error": {"mro": ["Leak_3_57", "ValueError", "Exception"], "message": "SECRET 57"}}]
+    verdict = J.judge_test(raw, raised, {"label"})
+    assert verdict.ename == "ValueError" and "57" not in J.after_hidden(verdict, raw, {"label"}).message
+
+
 def test_error_tests_pay_only_when_the_value_tests_pass():
     """Issue 27: a stub that always raises ValueError passes 'raises ValueError on bad input'; the
     error test earns its points only when the same function's value tests pass."""
