@@ -66,3 +66,64 @@ def test_plainly_named_equivalents_are_refused_by_reading_the_code():
     source = _source(lab)
     graded = {n: AK.equivalents(source).get(n, []) for n in AK.learner_names(source)}
     assert set(J.handoffs(_cells(lab, name), graded)) == {"top_k_filter", "top_p_filter"}
+
+
+# ---------------------------------------------------------------------------------- graded
+
+LEAK_MARKERS = {"lab1 hidden input read out through the name of a raised exception": "Leak_",
+                "lab8 round 1: hidden inputs read out through a visible test's error message": "round1:"}
+"""Attacks that try to carry hidden inputs into the feedback, and the text their leak starts with."""
+FIXED_INPUTS = {"lab8 round 2: a lookup table of the inputs round 1 revealed": "table of"}
+"""A lookup table of inputs leaked earlier still matches (hidden inputs are fixed): flagged instead."""
+
+
+@pytest.fixture(scope="module")
+def graded_attacks(tmp_path_factory):
+    """Every attack of the corpus graded as one class, --jobs 2, through the real grader."""
+    from autograder.grading import Settings, grade_class
+    from autograder.sandbox import probe
+    from corpus.hostile import write_class
+
+    if probe():
+        pytest.skip(probe())
+    root = tmp_path_factory.mktemp("hostile")
+    students = write_class(root / "subs")
+    records = {(r.student_id, r.lab_id): r for r in grade_class(root / "subs", root / "out", SOLUTIONS, Settings(jobs=2),
+                                                                 progress=print)}
+    return students, records, root / "out"
+
+
+def _earned(record, targets) -> float:
+    cells = [c for c in record.cells if c.kind == "test" and (targets == "all" or c.grade_id in targets)]
+    return sum(c.score or 0.0 for c in cells)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("lab", "name"), _params())
+def test_an_attack_earns_nothing_unless_the_instructor_is_told(graded_attacks, lab, name):
+    """Each attack of the red team's corpus, graded: its "expect" holds (0 points, or points with a
+    flag the instructor reads), and no leak reaches the learner's feedback (issue 27)."""
+    from autograder.worker import html_text
+
+    students, records, out = graded_attacks
+    attack = ATTACKS_BY_LAB[lab][name]
+    r = records[(students[(lab, name)], lab)]
+    assert r.graded, "; ".join(r.notes)
+    earned = _earned(r, attack.get("targets", "all"))
+    flags = "; ".join(f for f in r.flags if not f.startswith("similar to student"))
+    expect = attack["expect"]
+    if name in FIXED_INPUTS:
+        assert earned == 0 or FIXED_INPUTS[name] in flags, (earned, flags)
+    elif "flag containing '" in expect:
+        wanted = expect.split("flag containing '", 1)[1].split("'")[0]
+        assert earned == 0 or wanted in flags, f"{name}: {earned} points, flags {flags!r} (expected {expect!r})"
+    elif "or points with a flag" in expect:
+        assert earned == 0 or flags, f"{name}: {earned} points and no flag (expected {expect!r})"
+    else:
+        assert earned == 0, f"{name}: {earned} points (expected {expect!r}): " + "; ".join(r.notes)
+    if name in LEAK_MARKERS:
+        page = html_text((out / "feedback" / r.student_id / f"{lab}.html").read_text())
+        for text in (page, "; ".join(r.notes)):
+            leaked = [line for line in text.splitlines() if LEAK_MARKERS[name] in line and "raise" not in line
+                      and "type(" not in line]
+            assert not leaked, f"{name}: the feedback shows what the learner's code saw: {leaked[:2]}"
