@@ -186,16 +186,19 @@ def _notebook_code(path: Path) -> list[str]:
 
 
 def kit_code(package: Path | None, names: list[str]) -> str:
-    """The kit's reference definitions of ``names`` (from the real package, outside any box)."""
+    """The kit's reference definitions of ``names`` (from the real package, outside any box), each
+    with the module's own helpers it relies on, read as :func:`graded_code` reads a learner's: a
+    learner's copy carries the helpers along, so the reference it is compared with does too."""
     if package is None:
         return ""
     parts = []
     for path in sorted(package.glob("*.py")):
         text = path.read_text(encoding="utf-8")
-        for stmt in ast.parse(text).body:
-            if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and stmt.name in names:
-                parts.append(ast.get_source_segment(text, stmt) or "")
-    return "\n\n".join(parts)
+        defined = [stmt.name for stmt in ast.parse(text).body
+                   if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and stmt.name in names]
+        if defined:
+            parts.append(graded_code([text], defined))
+    return "\n\n".join(p for p in parts if p)
 
 
 def compare_lab(lab: str, notebooks: dict[str, Path], source_nb, released_nb, package: Path | None,

@@ -95,7 +95,25 @@ def type_of(value: Any) -> Opaque:
     its class and bases. For a test helper that reports plain data about an object (a
     ``DatasetDict`` is a ``dict``, so the object itself would be reported as one)."""
     cls = type(value)
-    return Opaque(class_name(cls), mro=tuple(class_name(c) for c in cls.__mro__ if c is not object))
+    return Opaque(_claimed(cls), mro=tuple(_claimed(c) for c in cls.__mro__ if c is not object))
+
+
+def _claimed(cls: type) -> str:
+    """:func:`class_name`, unless a class names itself after another one: a class body may set
+    ``__module__`` and ``__qualname__`` to anything (``trl.trainer.dpo_trainer.DPOTrainer``), so
+    the name counts only when the module it names holds this very class under it. An impostor
+    is reported as ``impostor of <name>``, which no expected type matches."""
+    name = class_name(cls)
+    mod, qual = getattr(cls, "__module__", "") or "", getattr(cls, "__qualname__", "") or ""
+    if mod in ("builtins", "") or "<" in qual:
+        return name
+    try:
+        found: Any = sys.modules.get(mod) or importlib.import_module(mod)
+        for part in qual.split("."):
+            found = getattr(found, part)
+    except Exception:  # noqa: BLE001 - a name that leads nowhere claims nothing another class has
+        return name
+    return name if found is cls else f"impostor of {name}"
 
 
 class ObservedError(Exception):

@@ -153,6 +153,20 @@ def test_a_type_is_decided_by_the_judge_from_class_names():
     with pytest.raises(AssertionError, match="should be a Module"):
         assert_type(fake, torch.nn.Module, "a look-alike")
     assert_type(O.type_of(OrderedDict()), dict, "type_of an OrderedDict")  # the same rule in a learner's notebook
+
+    class Impostor:  # claims torch.nn.Module's module and name, as a class body may
+        __module__, __qualname__ = "torch.nn.modules.module", "Module"
+
+    claimed = O.decode(O.encode(O.type_of(Impostor())))
+    assert claimed.mro == ("impostor of torch.nn.modules.module.Module",)
+    with pytest.raises(AssertionError, match="should be a Module"):
+        assert_type(claimed, torch.nn.Module, "an impostor")
+
+    class Honest(torch.nn.Linear):  # a learner's subclass keeps its real bases
+        pass
+
+    assert_type(O.type_of(Honest(1, 1)), torch.nn.Linear, "a subclass")
+    assert_type(O.type_of(Honest(1, 1)), torch.nn.Module, "a subclass")
     with pytest.raises(O.DecodeError):
         O.decode({"$opaque": {"type": "x", "mro": [1]}})
 
