@@ -485,26 +485,27 @@ def _wires() -> dict[str, bool]:
     return _STATE["wires"]
 
 
-def _wire(path: str) -> None:
+def _wire(path: str) -> bool:
     """Wrap the callable ``path`` names: ``module:Qual.name`` (where it is defined, found in
-    ``sys.modules`` without importing anything) or a dotted path (imported modules only)."""
+    ``sys.modules`` without importing anything) or a dotted path (imported modules only). False
+    when it is not there."""
     if ":" in path:
         module, _, qual = path.partition(":")
         owner: Any = sys.modules.get(module)
         if owner is None:
-            return
+            return False
         parts = qual.split(".")
         try:
             for name in parts[:-1]:
                 owner = getattr(owner, name)
             getattr(owner, parts[-1])
         except AttributeError:
-            return
+            return False
         attr, label = parts[-1], f"{module}.{qual}"
     else:
         found = _resolve(path)
         if found is None:
-            return
+            return False
         (owner, attr), label = found, path
     target = getattr(owner, attr)
     if isinstance(target, type):
@@ -516,18 +517,36 @@ def _wire(path: str) -> None:
     elif callable(target) and not getattr(target, "__rlhf_tripwire__", False):
         with contextlib.suppress(TypeError, AttributeError):
             setattr(owner, attr, _wrap(target, label))
+    return True
 
 
-def _install_tripwires() -> None:
+def _importing(name: str) -> bool:
+    """``name``'s module is in ``sys.modules`` but still running its own code (or a parent's)."""
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        spec = getattr(sys.modules.get(".".join(parts[:i])), "__spec__", None)
+        if getattr(spec, "_initializing", False):
+            return True
+    return False
+
+
+def _install_tripwires(only: str | None = None) -> None:
     """Wrap each named equivalent whose module is already imported (never import one: TRL alone
     takes seconds). Called at every observation, and when a module that defines one is loaded
-    (:class:`_Wiring`), so a learner's reference taken before the first test is wired too."""
+    (:class:`_Wiring`, with ``only`` that module), so a learner's reference taken before the
+    first test is wired too. A module still being imported is left for later: reading a
+    half-made package (torch, while its ``__init__`` runs) would break its import."""
     for path, done in list(_wires().items()):
         module = path.partition(":")[0] if ":" in path else path.split(".", 1)[0]
-        if done or module not in sys.modules:
+        if done or module not in sys.modules or (only is not None and module != only):
             continue
-        _STATE["wires"][path] = True
-        _wire(path)
+        if only is None and _importing(module):
+            continue
+        _STATE["wires"][path] = True  # a module done importing that lacks the name will not grow it
+        try:
+            _wire(path)
+        except Exception:  # noqa: BLE001 - a library that breaks when read is not the learner's doing
+            continue
 
 
 class _Wiring:
@@ -551,9 +570,9 @@ class _Wiring:
             return None
         run = getattr(spec.loader, "exec_module", None)
         if run is not None:
-            def exec_module(module: Any, _run: Callable = run) -> None:
+            def exec_module(module: Any, _run: Callable = run, _name: str = fullname) -> None:
                 _run(module)
-                _install_tripwires()
+                _install_tripwires(only=_name)
 
             with contextlib.suppress(AttributeError, TypeError):
                 spec.loader.exec_module = exec_module

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import math
 
 import numpy as np
@@ -339,6 +340,24 @@ def test_the_kernel_wires_an_equivalent_as_its_module_loads(monkeypatch, tmp_pat
     finally:
         sys.meta_path[:] = before
         sys.modules.pop("wire_me_later", None)
+
+
+def test_wiring_a_package_submodule_as_it_loads_keeps_the_package_importable(tmp_path):
+    """Lab 4's equivalents live in torch submodules that torch's own ``__init__`` imports: wiring
+    them then must not read the half-made package (it broke ``import torch`` in every lab 4 box)."""
+    import subprocess
+    import sys
+
+    wires = ["torch.distributions.kl:kl_divergence", "torch.distributions.kl._KL_REGISTRY", "torch.nn.functional:kl_div",
+             "torch.nn.modules.loss:KLDivLoss"]
+    code = ("from rlhf_helpers import observations as O\nO.arm()\nimport torch, torch.nn.functional as F\n"
+            "import torch.distributions as D\n"
+            "print(bool(getattr(F.kl_div, '__rlhf_tripwire__', False)), "
+            "bool(getattr(D.kl_divergence, '__rlhf_tripwire__', False)))")
+    env = {**os.environ, O.OBSERVE_ENV: "1", O.TRIPWIRES_ENV: json.dumps(wires)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"], done.stdout
 
 
 def test_observe_and_attempt_in_each_mode(monkeypatch):
