@@ -81,7 +81,7 @@ def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float,
         z: the normal quantile (1.96 for 95%).
 
     Returns:
-        (low, high), Python floats with 0 <= low <= successes / n <= high <= 1.
+        (low, high), Python floats with 0 <= low <= successes / n <= high <= 1 (exactly, rounding included).
 
     Raises:
         ValueError: n <= 0, or successes outside [0, n].
@@ -93,7 +93,7 @@ def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float,
     rate = successes / n
     low = max(0.0, _centre(rate, n, z) - _half_width(rate, n, z))
     high = min(1.0, _centre(rate, n, z) + _half_width(rate, n, z))
-    return float(low), float(high)
+    return float(min(low, rate)), float(max(high, rate))  # rounding may put an end a hair past the rate
 ''',
     },
     # b: recursion over the labels, a confusion matrix with index_put_, the Wilson bounds as the roots of
@@ -149,7 +149,7 @@ def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float,
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need n > 0 and 0 <= successes <= n, got {successes} of {n}")
     low, high = _Wilson(successes / n, n, z).roots()
-    return max(0.0, low), min(1.0, high)
+    return min(max(0.0, low), successes / n), max(min(1.0, high), successes / n)
 ''',
     },
 }
