@@ -26,8 +26,10 @@ import grp
 import os
 import pwd
 import secrets
+import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -306,6 +308,30 @@ class Cgroups:
         except OSError as exc:
             return f"cannot make a cgroup under {', '.join(str(r) for r in self.roots.values())}: {exc}"
         return None
+
+    def enforces_memory(self, wait: float = 60.0) -> str | None:
+        """None when a process over its cgroup's memory limit is stopped here (a child limited to 64 MiB
+        allocates up to 512 MiB and must be killed), else what happened instead. A container may let
+        root make cgroups that limit nothing."""
+        if why := self.probe():
+            return why
+        name = f"probe-memory-{os.getpid()}"
+        procs = self.create(name, memory_bytes=64 << 20, pids=64)
+        hog = "blocks = []\nfor _ in range(16):\n    blocks.append(b'x' * (32 << 20))\nprint('survived')"
+        try:
+            child = subprocess.Popen([sys.executable, "-c", hog], preexec_fn=lambda: Cgroups.join(procs),
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                out, _ = child.communicate(timeout=wait)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+                return f"a process over a 64 MiB memory limit was neither stopped nor finished within {wait:.0f} s"
+            if child.returncode != -signal.SIGKILL:
+                return f"a process over a 64 MiB memory limit was not stopped (exit {child.returncode}, {out.strip()!r})"
+            return None
+        finally:
+            self.remove(name, wait=5.0)
 
     @staticmethod
     def _enable(folder: Path) -> None:
