@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
 LAB_IDS = C.find_labs(SOLUTIONS)
-PARAMS = LAB_IDS or [pytest.param("none", marks=pytest.mark.skip(reason="no labs under solutions/"))]
+PARAMS = LAB_IDS  # test_labs.py::test_the_syllabus_is_all_there fails when one is missing
 
 
 def _claims(lab: str) -> list[K.Claim]:

@@ -1,7 +1,8 @@
 """The hostile corpus (tests/corpus/hostile): every attack builds into a valid learner notebook that
-names only cells its lab has. Fast: no kernel runs here. Grading the attacks (minutes per lab) is
-for the graded tests the engineer adds from the red team's report; the hand-off check, which needs
-no kernel, is run here on the attacks it must refuse by reading the code."""
+names only cells its lab has, and the hand-off check, which needs no kernel, refuses what it must by
+reading the code (fast). The slow tests grade every attack as one class through the real grader:
+each earns nothing unless the instructor is told, no leak reaches the feedback, and the class earns
+at most a tenth of what it earned without a flag when the red team wrote it (issue 27)."""
 
 from __future__ import annotations
 
@@ -127,3 +128,22 @@ def test_an_attack_earns_nothing_unless_the_instructor_is_told(graded_attacks, l
             leaked = [line for line in text.splitlines() if LEAK_MARKERS[name] in line and "raise" not in line
                       and "type(" not in line]
             assert not leaked, f"{name}: the feedback shows what the learner's code saw: {leaked[:2]}"
+
+
+def _unflagged(earned: float, flags: list[str]) -> float:
+    return 0.0 if [f for f in flags if not f.startswith("similar to student")] else earned
+
+
+@pytest.mark.slow
+def test_the_class_earns_at_most_a_tenth_of_what_it_did_without_a_flag(graded_attacks):
+    """Issue 27's measure: what the corpus earns on its targets without a flag the instructor reads,
+    now, against what it earned when the red team wrote it (measured.py)."""
+    students, records, _out = graded_attacks
+    before = now = 0.0
+    for (lab, name), student in students.items():
+        attack = ATTACKS_BY_LAB[lab][name]
+        before += _unflagged(attack["measured"]["points"], attack["measured"]["flags"])
+        r = records[(student, lab)]
+        now += _unflagged(_earned(r, attack.get("targets", "all")), r.flags)
+    print(f"the hostile corpus earns {now:g} points without a flag (it earned {before:g} when written)")
+    assert before > 0 and now <= 0.1 * before, (now, before)

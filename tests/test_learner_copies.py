@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
 LAB_IDS = C.find_labs(SOLUTIONS)
-PARAMS = LAB_IDS or [pytest.param("none", marks=pytest.mark.skip(reason="no labs under solutions/"))]
+PARAMS = LAB_IDS  # test_labs.py::test_the_syllabus_is_all_there fails when one is missing
 
 MAX_CELL_WORDS = 250
 MAX_LAB_WORDS = 2000

@@ -104,7 +104,6 @@ def test_our_loss_equals_reward_trainer(tokenizer, pairs):
 
 
 # ----------------------------------------------------------------------------- lab 7's sandbox
-@pytest.mark.skipif(not LAB7.exists(), reason="lab 7 is not written yet")
 @pytest.mark.parametrize("module, hidden", [("reward_model", {"pairwise_loss", "pairwise_accuracy", "trl_reward_loss"}),
                                             ("rloo_grpo", {"rloo_advantages", "grpo_advantages"}),
                                             ("frontier", {"best_of_n_kl_bound"})])
