@@ -485,27 +485,26 @@ def _wires() -> dict[str, bool]:
     return _STATE["wires"]
 
 
-def _wire(path: str) -> bool:
+def _wire(path: str) -> None:
     """Wrap the callable ``path`` names: ``module:Qual.name`` (where it is defined, found in
-    ``sys.modules`` without importing anything) or a dotted path (imported modules only). False
-    when it is not there."""
+    ``sys.modules`` without importing anything) or a dotted path (imported modules only)."""
     if ":" in path:
         module, _, qual = path.partition(":")
         owner: Any = sys.modules.get(module)
         if owner is None:
-            return False
+            return
         parts = qual.split(".")
         try:
             for name in parts[:-1]:
                 owner = getattr(owner, name)
             getattr(owner, parts[-1])
         except AttributeError:
-            return False
+            return
         attr, label = parts[-1], f"{module}.{qual}"
     else:
         found = _resolve(path)
         if found is None:
-            return False
+            return
         (owner, attr), label = found, path
     target = getattr(owner, attr)
     if isinstance(target, type):
@@ -517,7 +516,6 @@ def _wire(path: str) -> bool:
     elif callable(target) and not getattr(target, "__rlhf_tripwire__", False):
         with contextlib.suppress(TypeError, AttributeError):
             setattr(owner, attr, _wrap(target, label))
-    return True
 
 
 def _importing(name: str) -> bool:
