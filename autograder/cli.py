@@ -14,23 +14,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import course as C
-from .peers import METHODS as PEER_METHODS
+from autograder.course.release import build_release, release_diff
+from autograder.grading.validation import validate_source
+from autograder.labs import default_solutions_dir, find_labs, source_notebook
+from autograder.bench.peers import METHODS as PEER_METHODS
 
 
 def _solutions(args) -> Path:
-    return Path(args.solutions) if args.solutions else C.default_solutions_dir()
+    return Path(args.solutions) if args.solutions else default_solutions_dir()
 
 
 def _settings(args, jobs: int = 1):
-    from .worker import Settings
+    from autograder.grading.records import Settings
 
     return Settings(cell_timeout=args.cell_timeout, budget=args.budget, memory_mb=args.memory_mb,
                     sandbox=not args.no_sandbox, jobs=jobs)
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
-    from .worker import Settings
+    from autograder.grading.records import Settings
 
     d = Settings()
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
@@ -49,11 +51,11 @@ def cmd_release(args: argparse.Namespace) -> int:
     """Regenerate (or with --check, compare) the student copies."""
     solutions = _solutions(args)
     labs_dir = Path(args.labs) if args.labs else solutions.parent / "labs"
-    lab_ids = C.find_labs(solutions)
+    lab_ids = find_labs(solutions)
     if not lab_ids:
         print(f"no labs in {solutions} (expected {solutions}/<lab_id>/<lab_id>.ipynb)")
         return 0
-    bad = {lab: C.validate_source(C.source_notebook(solutions, lab)) for lab in lab_ids}
+    bad = {lab: validate_source(source_notebook(solutions, lab)) for lab in lab_ids}
     bad = {k: v for k, v in bad.items() if v}
     if bad:
         for lab, problems in bad.items():
@@ -61,7 +63,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         print("fix the sources above (see docs/AUTHORING.md), then run `rlhf-course release` again", file=sys.stderr)
         return 1
     if args.check:
-        diff = C.release_diff(solutions, labs_dir)
+        diff = release_diff(solutions, labs_dir)
         if diff:
             print(f"{labs_dir} is out of date with {solutions}:", *[f"  {d}" for d in diff], sep="\n")
             print("run `rlhf-course release` and commit the result")
@@ -69,7 +71,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         print(f"{labs_dir} is in sync with {solutions} ({len(lab_ids)} labs)")
         return 0
     stale = [p for p in labs_dir.iterdir() if p.is_dir() and p.name not in lab_ids] if labs_dir.is_dir() else []
-    C.build_release(solutions, labs_dir, lab_ids)
+    build_release(solutions, labs_dir, lab_ids)
     for lab in lab_ids:
         print(f"released {labs_dir / lab / (lab + '.ipynb')}")
     for p in stale:
@@ -79,7 +81,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade a class; exit 1 when any submission could not be graded."""
-    from .grading import grade_class, parse_shard
+    from autograder.grading.batch import grade_class, parse_shard
 
     out = Path(args.out)
     shard = parse_shard(args.shard) if args.shard else None
@@ -93,7 +95,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """Merge the --out folders of a sharded class into one; exit 1 when any submission has no result."""
-    from .grading import merge_shards
+    from autograder.grading.batch import merge_shards
 
     out = Path(args.out)
     records = merge_shards(Path(args.submissions), [Path(p) for p in args.shards], out, _solutions(args),
@@ -105,7 +107,7 @@ def cmd_exchange(args: argparse.Namespace) -> int:
     """nbgrader's exchange for a class hub: release, collect, feedback."""
     import os
 
-    from . import exchange as X
+    from autograder.classhub import exchange as X
 
     course = Path(args.course_dir).resolve()
     root = Path(args.exchange or os.environ.get("RLHF_EXCHANGE") or "/srv/nbgrader/exchange")
@@ -149,7 +151,7 @@ def cmd_exchange(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the kit's speed; exit 1 when a lab is over its budget (or, with --claims, a claim fails)."""
-    from . import bench
+    from autograder.bench import timing as bench
 
     peers = None
     if args.peers:
@@ -218,13 +220,13 @@ def format_check(record) -> str:
 
 def check_notebook(notebook: Path, solutions: Path, settings, lab: str | None = None):
     """Grade one notebook exactly as ``grade`` would (same code path, a private class of one)."""
-    from .grading import grade_class
-    from .worker import learner_files
+    from autograder.grading.batch import grade_class
+    from autograder.grading.worker import learner_files
 
     lab = lab or notebook.stem
-    if lab not in C.find_labs(solutions):
+    if lab not in find_labs(solutions):
         raise ValueError(f"{notebook.name}: no lab {lab!r} in {solutions} (pass --lab LAB_ID, "
-                         f"labs: {', '.join(C.find_labs(solutions)) or 'none'})")
+                         f"labs: {', '.join(find_labs(solutions)) or 'none'})")
     with tempfile.TemporaryDirectory(prefix="rlhf-check-") as tmp:
         sub = Path(tmp) / "submissions" / "me" / lab
         sub.mkdir(parents=True)
@@ -251,7 +253,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _friendly(func):
     """Report a missing or unusable sandbox as one line with the fix, not a traceback."""
     def run(args: argparse.Namespace) -> int:
-        from .sandbox import SandboxUnavailable
+        from autograder.grading.sandbox import SandboxUnavailable
 
         try:
             return func(args)
@@ -262,14 +264,15 @@ def _friendly(func):
     return run
 
 
-def register(subparsers) -> None:
-    """Add ``release``, ``grade``, ``merge``, ``exchange``, ``bench`` and ``check`` to the ``rlhf-course`` command."""
+def _register_release(subparsers) -> None:
     p = subparsers.add_parser("release", help="regenerate the student copies labs/ from solutions/ (nbgrader)")
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
     p.add_argument("--labs", default=None, help="where to write the student copies (default: labs/ beside solutions/)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when labs/ is out of date")
     p.set_defaults(func=cmd_release)
 
+
+def _register_grade(subparsers) -> None:
     p = subparsers.add_parser("grade", help="autograde a class of submissions in a sandbox, in parallel")
     p.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="folder of <student_id>/<lab_id>/<lab_id>.ipynb")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="where grades.csv, feedback/ and the nbgrader course go")
@@ -283,6 +286,8 @@ def register(subparsers) -> None:
     _add_limits(p)
     p.set_defaults(func=_friendly(cmd_grade))
 
+
+def _register_merge(subparsers) -> None:
     p = subparsers.add_parser("merge", help="gather the --out folders of a class graded in shards into one")
     p.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="the class's folder, as given to every shard")
     p.add_argument("shards", nargs="+", metavar="SHARD_DIR", help="the --out folder of each shard, 0 to N-1")
@@ -292,6 +297,8 @@ def register(subparsers) -> None:
     p.add_argument("--due", default=None, metavar="WHEN", help="as for grade")
     p.set_defaults(func=_friendly(cmd_merge))
 
+
+def _register_exchange(subparsers) -> None:
     p = subparsers.add_parser("exchange", help="a class hub: release labs, collect submissions, return feedback "
                                                "through nbgrader's exchange")
     p.add_argument("action", choices=["release", "collect", "feedback", "roster", "roles", "learner-defaults"],
@@ -311,6 +318,8 @@ def register(subparsers) -> None:
                         "as one system user: demos and tests only)")
     p.set_defaults(func=_friendly(cmd_exchange))
 
+
+def _register_bench(subparsers) -> None:
     p = subparsers.add_parser("bench", help="measure the kit's speed (labs, grading, PPO and DPO steps); "
                                             "exit 1 when a lab is over its budget")
     p.add_argument("--labs", nargs="*", default=None, metavar="LAB_ID", help="only these labs (default: all)")
@@ -331,18 +340,30 @@ def register(subparsers) -> None:
     p.add_argument("--peer-env", default=None, help="the classic-TRL environment's folder "
                    "(default ~/.cache/rlhf-course/peers-venv)")
     p.add_argument("--claims", action="store_true", help="also re-run each lab on several seeds and report every "
-                   "claim of its learner copy that fails for one (autograder/claims.py); exit 1 then")
+                   "claim of its learner copy that fails for one (autograder/course/claims.py); exit 1 then")
     p.add_argument("--claim-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
     p.add_argument("--claim-jobs", type=int, default=2, help="notebooks run at a time (default 2)")
     p.add_argument("--out", default="bench-out", help="where BENCHMARKS.md and benchmarks.json go (default bench-out)")
     p.add_argument("--solutions", default=None, help="folder of source labs (default: ./solutions, else the kit's)")
     p.set_defaults(func=_friendly(cmd_bench))
 
+
+def _register_check(subparsers) -> None:
     p = subparsers.add_parser("check", help="check your notebook as the grader would, hidden tests included")
     p.add_argument("notebook", metavar="NOTEBOOK", help="your lab notebook, e.g. labs/lab1_sampling/lab1_sampling.ipynb")
     p.add_argument("--lab", default=None, help="lab id (default: the notebook's file name)")
     _add_limits(p)
     p.set_defaults(func=_friendly(cmd_check))
+
+
+def register(subparsers) -> None:
+    """Add ``release``, ``grade``, ``merge``, ``exchange``, ``bench`` and ``check`` to the ``rlhf-course`` command."""
+    _register_release(subparsers)
+    _register_grade(subparsers)
+    _register_merge(subparsers)
+    _register_exchange(subparsers)
+    _register_bench(subparsers)
+    _register_check(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

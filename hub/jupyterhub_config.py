@@ -44,7 +44,7 @@ import os
 import sys
 from pathlib import Path
 
-from autograder.exchange import COURSE_ID, read_roster, write_role_config
+from autograder.classhub.exchange import COURSE_ID, read_roster, write_role_config
 
 c = get_config()  # noqa: F821 (JupyterHub's config loader defines it)
 
@@ -107,7 +107,7 @@ else:
         STUDENTS = [s.id for s in read_roster(Path(roster))]
     except (OSError, ValueError) as exc:
         sys.exit(f"RLHF_HUB_ROSTER: {exc}")
-    c.JupyterHub.authenticator_class = "autograder.hub.RosterAuthenticator"
+    c.JupyterHub.authenticator_class = "autograder.classhub.hub.RosterAuthenticator"
     c.Authenticator.allowed_users = set(STUDENTS) | INSTRUCTORS
     c.Authenticator.allow_existing_users = False  # the roster alone says who may log in
     c.RosterAuthenticator.first_passwords_file = str(PRIVATE / "first-passwords.csv")
@@ -148,7 +148,7 @@ LIMITS = {"mem_limit": os.environ.get("RLHF_HUB_MEM_LIMIT", "2G"),
 if USERS == "system":
     import pwd
 
-    from autograder import hub as H
+    from autograder.classhub import hub as H
 
     tag = hashlib.sha256(str(STATE).encode()).hexdigest()[:8]
     group = os.environ.get("RLHF_HUB_INSTRUCTOR_GROUP", "rlhf-instructors")
@@ -166,7 +166,7 @@ if USERS == "system":
     for folder in os.environ.get("RLHF_HUB_SOLUTIONS", str(KIT / "solutions")).split(":"):
         if folder and Path(folder).is_dir():
             H.lock_answer_key(Path(folder), group)  # learners must not read the answer key
-    if why := H.unreachable(Path(sys.executable), f"import jupyterhub.singleuser, autograder.memory_notice, os; "
+    if why := H.unreachable(Path(sys.executable), f"import jupyterhub.singleuser, autograder.classhub.memory_notice, os; "
                                                   f"os.stat({str(EXCHANGE / '.')!r})"):
         sys.exit(f"rlhf-course hub: a learner's user could not start a server: {why}. Every user must be able to "
                  f"run {sys.executable} and read the kit and {STATE}: create the venv from a Python outside any "
@@ -177,7 +177,7 @@ if USERS == "system":
         cgroups = None
         print(f"rlhf-course hub: the learners' memory, CPU and process limits are NOT enforced: {why}. "
               "Run the hub where root may make cgroups (docs/HUB.md).", file=sys.stderr)
-    c.JupyterHub.spawner_class = "autograder.hub.ClassHubSpawner"
+    c.JupyterHub.spawner_class = "autograder.classhub.hub.ClassHubSpawner"
     c.ClassHubSpawner.home_root = str(HOMES)
     c.ClassHubSpawner.user_comment = comment
     c.ClassHubSpawner.instructors = INSTRUCTORS

@@ -30,10 +30,14 @@ import torch
 from rlhf_helpers.observations import JUDGE, ObservedError, Opaque, Outcome, attempt, class_name, observe, type_of
 
 __all__ = ["assert_type", "assert_tensor", "assert_close_float", "assert_raises", "compare", "quiet",
-           "observe", "attempt", "type_of", "JUDGE", "CHECKS"]
+           "observe", "attempt", "type_of", "JUDGE"]
 
-CHECKS = ("assert_type", "assert_tensor", "assert_close_float", "assert_raises", "assert_equal")
-"""The check functions: calls to these are judge-side statements (see :mod:`rlhf_helpers.observations`)."""
+# The test-cell protocol, declared once (the grader's judge reads it through autograder.cells): in a
+# test cell, a call to a name starting with a check prefix, an ``assert`` and an ``if JUDGE:`` block
+# run on the judge's side only; the learner's code is reached only through the observers.
+CHECK_PREFIXES = ("assert_",)
+OBSERVERS = ("observe", "attempt")
+JUDGE_FLAG = "JUDGE"
 
 
 LEARNER_OPEN, LEARNER_CLOSE = "\u27e6", "\u27e7"

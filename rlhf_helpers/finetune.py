@@ -1,7 +1,7 @@
 """DPO fine-tuning with Hugging Face TRL: the six steps of lab 6, and the kit's helpers around them.
 
 The recipe, one function per step (each is the kit's answer to one of lab 6's
-graded exercises, hidden while lab 6 is graded: see :mod:`autograder.answer_key`):
+graded exercises, hidden while lab 6 is graded: see :mod:`autograder.grading.answer_key`):
 
 1. **Data.** :func:`to_preference_format` turns a raw record
    ``{"prefix", "completions": [a, b], "scores": [sa, sb]}`` into TRL's standard

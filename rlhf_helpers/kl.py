@@ -26,7 +26,7 @@ whose maximiser over all distributions has the closed form
 
 The first four are the graded functions of lab 4; these are the kit's reference
 versions. While lab 4 is graded they are stubs in the sandbox (see
-``autograder.answer_key``), and so are the helpers listed in :data:`CARRIES`,
+``autograder.grading.answer_key``), and so are the helpers listed in :data:`CARRIES`,
 which do part of their work (the input checks). The helpers the lab calls take
 the graded functions they need as parameters (``estimators=``, ``kl_fn=``,
 ``policy_fn=``, ``objective_fn=``; default: the kit's, looked up at call time),

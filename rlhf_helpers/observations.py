@@ -16,7 +16,7 @@ The same cell runs in one of three modes:
     inputs and thunks, with every check, hint and expected value removed. Each
     thunk's outcome is encoded (:func:`encode`) and published as a display
     output of type :data:`MIME`. Nothing is decided here.
-``judge`` (in the grader, outside the sandbox; see ``autograder.judge``)
+``judge`` (in the grader, outside the sandbox; see ``autograder.grading.judge``)
     the whole cell, hidden tests included, runs again with the kernel's
     outcomes replayed in order: thunks are never called, the learner's names
     are not even defined, and the checks decide.

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import answer_key as AK
-from autograder import course as C
+from autograder.grading import answer_key as AK
+from autograder.cells import is_test_cell
+from autograder.labs import find_labs
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -149,14 +150,14 @@ def _hidden(outcome: str) -> bool:
 
 @pytest.mark.parametrize("lab", sorted(ALIASES))
 def test_every_known_alias_fails_in_the_labs_box(lab, tmp_path):
-    assert lab in C.find_labs(SOLUTIONS), f"{lab} is listed here but not under solutions/"
+    assert lab in find_labs(SOLUTIONS), f"{lab} is listed here but not under solutions/"
     results = _box_results(lab, tmp_path, ALIASES[lab])
     reachable = [f"{line}  ->  {outcome}" for line, outcome in results if not _hidden(outcome)]
     assert not reachable, f"{lab}: these aliases of its answers are reachable in its box:\n" + "\n".join(reachable)
 
 
 def test_every_lab_has_its_aliases_listed():
-    assert sorted(ALIASES) == C.find_labs(SOLUTIONS)
+    assert sorted(ALIASES) == find_labs(SOLUTIONS)
 
 
 def test_what_the_lab_uses_is_in_its_box(tmp_path):
@@ -180,10 +181,10 @@ KEPT = {("lab6_dpo_hf", "generate_completions"): "from rlhf_helpers.sampling imp
 def test_aliases_the_box_keeps_are_refused_by_name(lab, name):
     import nbformat
 
-    from autograder import judge as J
+    from autograder.grading import judge as J
 
     nb = nbformat.read(SOLUTIONS / lab / f"{lab}.ipynb", as_version=4)
     cells = [(KEPT[(lab, name)] if c.metadata.get("nbgrader", {}).get("grade_id") == name else c.source,
-              C.is_test_cell(c)) for c in nb.cells if c.cell_type == "code"]
+              is_test_cell(c)) for c in nb.cells if c.cell_type == "code"]
     graded = {n: AK.equivalents(nb).get(n, []) for n in AK.learner_names(nb)}
     assert name in J.handoffs(cells, graded)

@@ -232,8 +232,6 @@ def test_beta_slider_updates_bars(lab_server, page):
 
 def test_lab7_trains_a_reward_model_in_jupyterlab(lab_server, page):
     """Lab 7 opens and runs in JupyterLab up to TRL's RewardTrainer and its loss curve."""
-    if not (REPO / "labs" / "lab7_beyond_ppo").exists():
-        pytest.skip("no lab 7")
     open_notebook(page, lab_server, "lab7_beyond_ppo/lab7_beyond_ppo.ipynb")
     run_cells_until(page, "rm_trainer.train()")
     cell = page.locator(f"{NOTEBOOK} .jp-Cell", has_text="rm_trainer.train()").first

@@ -2,7 +2,7 @@
 
 DESIGN.md: every sentence of a learner copy that states a direction or an order of a
 result has an assertion on the solution's own figures. Those assertions are the
-claims of ``autograder/claims.py``. Here:
+claims of ``autograder/course/claims.py``. Here:
 
 - fast: every claim still quotes its learner copy (reword the text and the claim
   must follow), names one code cell as its anchor, and has a unique id; every lab
@@ -24,13 +24,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import claims as K
-from autograder import course as C
+from autograder.course import claims as K
+from autograder.labs import find_labs, source_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
-LAB_IDS = C.find_labs(SOLUTIONS)
+LAB_IDS = find_labs(SOLUTIONS)
 PARAMS = LAB_IDS  # test_labs.py::test_the_syllabus_is_all_there fails when one is missing
 
 
@@ -41,7 +41,7 @@ def _claims(lab: str) -> list[K.Claim]:
 @pytest.mark.parametrize("lab", PARAMS)
 def test_every_lab_has_claims_each_quoting_its_learner_copy(lab):
     claims = _claims(lab)
-    assert claims, f"{lab}: no claims in autograder/claims.py"
+    assert claims, f"{lab}: no claims in autograder/course/claims.py"
     text = K.normalise("\n".join(c.source for c in nbformat.read(LABS / lab / f"{lab}.ipynb", as_version=4).cells))
     gone = [c.id for c in claims if K.normalise(c.quote) not in text]
     assert not gone, f"{lab}: the words these claims check are no longer in the learner copy: {gone}"
@@ -51,7 +51,7 @@ def test_every_lab_has_claims_each_quoting_its_learner_copy(lab):
 
 @pytest.mark.parametrize("lab", PARAMS)
 def test_every_claim_is_anchored_in_one_code_cell(lab):
-    nb = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
+    nb = nbformat.read(source_notebook(SOLUTIONS, lab), as_version=4)
     probed = K.probed_notebook(nb, _claims(lab))  # raises when an anchor names no cell, or several
     probes = [c for c in probed.cells if c.metadata.get("claims")]
     assert sorted(i for c in probes for i in c.metadata["claims"]) == sorted(c.id for c in _claims(lab))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import exchange, memory_notice
-from autograder.exchange import read_roster
-from autograder.hub import Cgroups
+from autograder.classhub import exchange, memory_notice
+from autograder.classhub.exchange import read_roster
+from autograder.classhub.hub import Cgroups
 
 
 def test_a_roster_is_nbgraders_student_csv(tmp_path):
@@ -123,8 +123,8 @@ def test_the_memory_notice_names_the_limit(monkeypatch):
 def test_the_learners_config_keeps_submissions_private_and_kernels_told(tmp_path):
     folder = exchange.write_role_config(tmp_path / "learner", "learner", tmp_path / "exchange")
     config = (folder / "nbgrader_config.py").read_text()
-    assert "c.ExchangeFactory.submit = 'autograder.exchange.PrivateSubmit'" in config
+    assert "c.ExchangeFactory.submit = 'autograder.classhub.exchange.PrivateSubmit'" in config
     assert exchange.PrivateSubmit.__mro__[1].__name__ == "ExchangeSubmit"
     kernel = json.loads((folder / "data" / "kernels" / "python3" / "kernel.json").read_text())
-    assert "--InteractiveShellApp.extensions=autograder.memory_notice" in kernel["argv"]
+    assert "--InteractiveShellApp.extensions=autograder.classhub.memory_notice" in kernel["argv"]
     assert (folder / "migrated").is_file(), "jupyter_core would try to write it into the shared folder"

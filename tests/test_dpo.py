@@ -402,7 +402,7 @@ def test_lab5_box_hides_the_answers_and_keeps_the_helpers(tmp_path, monkeypatch,
     import sys
 
     import rlhf_helpers.dpo as real
-    from autograder.answer_key import learner_names, stub_module
+    from autograder.grading.answer_key import learner_names, stub_module
 
     graded = set(learner_names(_lab5_source()))
     assert graded == {"implied_reward", "bradley_terry_probability", "sequence_logprobs", "dpo_loss"}
@@ -431,7 +431,7 @@ def test_lab5_box_hides_the_answers_and_keeps_the_helpers(tmp_path, monkeypatch,
 def test_lab5_equivalents_exist_in_the_pinned_libraries():
     """The library versions lab 5 names (the judge refuses a graded function that hands its work to one)
     resolve, so the sandbox's tripwires catch them."""
-    from autograder.answer_key import equivalents
+    from autograder.grading.answer_key import equivalents
     from rlhf_helpers.observations import _resolve
 
     named = equivalents(_lab5_source())

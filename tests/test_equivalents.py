@@ -1,4 +1,4 @@
-"""The families of ready-made equivalents (autograder.equivalents) against the installed libraries.
+"""The families of ready-made equivalents (autograder.grading.equivalents) against the installed libraries.
 
 A sibling a new version adds (a logits processor, a KL helper, a TRL log-prob helper) must be put
 in a family or in UNRELATED with a reason: these tests fail until it is.
@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import equivalents as E
+from autograder.grading import equivalents as E
 from rlhf_helpers.observations import _resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def _installed(path: str) -> bool:
 def test_every_member_resolves_where_its_library_is_installed(path):
     if not _installed(path):
         pytest.skip(f"{path.split('.')[0]} is not installed (nor in the grading box)")
-    assert _resolve(path) is not None, f"{path} no longer exists: rename it in autograder/equivalents.py"
+    assert _resolve(path) is not None, f"{path} no longer exists: rename it in autograder/grading/equivalents.py"
 
 
 def test_every_equivalent_a_lab_names_is_in_a_family():
@@ -41,7 +41,7 @@ def test_every_equivalent_a_lab_names_is_in_a_family():
         for cell in nb.cells:
             for path in cell.metadata.get("rlhf_course", {}).get("equivalents", []):
                 assert path.startswith("rlhf_helpers.") or E.family_of(path), \
-                    f"{nb_path.name}: {path} is in no family of autograder/equivalents.py"
+                    f"{nb_path.name}: {path} is in no family of autograder/grading/equivalents.py"
 
 
 def test_naming_one_member_names_its_family():

@@ -300,7 +300,7 @@ def test_lab8_box_hides_the_graded_functions_and_nothing_else_does_their_work(mo
     import inspect
     import types
 
-    from autograder.answer_key import stub_module
+    from autograder.grading.answer_key import stub_module
 
     graded = {"labels_to_preferences", "cohens_kappa", "wilson_interval"}
     boxed, replaced = stub_module(inspect.getsource(F), graded, "lab8_human_feedback", "rlhf_helpers.feedback")

@@ -323,7 +323,7 @@ def test_lab6_box_hides_the_answers_and_what_carries_them(monkeypatch):
     import sys
     import types
 
-    from autograder.answer_key import stub_module
+    from autograder.grading.answer_key import stub_module
 
     graded = {"to_preference_format", "prepare_datasets", "load_dpo_models", "make_dpo_config", "build_dpo_trainer",
               "save_and_reload", "generate_completions", "reward_win_rate", "make_lora_config"}
@@ -345,8 +345,8 @@ def test_lab6_graded_names_are_the_kits_answer_key():
     """Every graded function of lab 6 has its kit version here or in plots.py (hidden while lab 6 is graded)."""
     import nbformat
 
-    from autograder.answer_key import learner_names
-    from autograder.course import source_notebook
+    from autograder.grading.answer_key import learner_names
+    from autograder.labs import source_notebook
     from rlhf_helpers import plots
 
     nb = nbformat.read(source_notebook(REPO / "solutions", "lab6_dpo_hf"), as_version=4)

@@ -22,8 +22,10 @@ import nbformat
 import pytest
 from _processes import alive, wait_until_gone
 
-from autograder import course as C
-from autograder.sandbox import probe
+from autograder.cells import leaks, secret_lines
+from autograder.grading.gradebook import db_url
+from autograder.grading.validation import validate_source
+from autograder.grading.sandbox import probe
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SOLUTIONS = FIXTURES / "solutions"
@@ -69,13 +71,13 @@ def graded(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------------------- fixtures and sources
 
 def test_fixture_source_is_valid_and_built_from_text():
-    assert C.validate_source(SOLUTIONS / LAB / f"{LAB}.ipynb") == []
-    from autograder.authoring import text_to_notebook
+    assert validate_source(SOLUTIONS / LAB / f"{LAB}.ipynb") == []
+    from autograder.course.authoring import text_to_notebook
 
     built = text_to_notebook((FIXTURES / "fixlab.txt").read_text())
     committed = nbformat.read(SOLUTIONS / LAB / f"{LAB}.ipynb", as_version=4)
     assert nbformat.writes(built) == nbformat.writes(committed), \
-        "rebuild with: python -m autograder.authoring build tests/fixtures/fixlab.txt tests/fixtures/solutions/fixlab/fixlab.ipynb"
+        "rebuild with: python -m autograder.course.authoring build tests/fixtures/fixlab.txt tests/fixtures/solutions/fixlab/fixlab.ipynb"
 
 
 def test_fixtures_up_to_date(tmp_path):
@@ -95,10 +97,10 @@ def test_validate_source_reports_problems(tmp_path):
     tests[2].metadata.nbgrader["points"] = 0
     path = tmp_path / "bad.ipynb"
     nbformat.write(nb, path)
-    text = "\n".join(map(str, C.validate_source(path)))
+    text = "\n".join(map(str, validate_source(path)))
     assert "end without a value" in text and "duplicate grade_id" in text and "points > 0" in text
     path.write_text("{ not json")
-    assert "cannot be read" in str(C.validate_source(path)[0])
+    assert "cannot be read" in str(validate_source(path)[0])
 
 
 def test_release_and_check(tmp_path, capsys):
@@ -133,10 +135,10 @@ def test_release_refuses_invalid_source(tmp_path, capsys):
 
 
 def test_grade_needs_bwrap(monkeypatch, tmp_path):
-    import autograder.grading as G
+    import autograder.grading.batch as G
 
     monkeypatch.setattr(G, "bwrap_path", lambda: None)
-    from autograder.sandbox import SandboxUnavailable
+    from autograder.grading.sandbox import SandboxUnavailable
 
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
         G.grade_class(CLASS, tmp_path, SOLUTIONS, G.Settings())
@@ -145,7 +147,7 @@ def test_grade_needs_bwrap(monkeypatch, tmp_path):
 def test_sandbox_mounts_scratch_before_the_kit(monkeypatch):
     """A kit (venv, helpers) cloned under /tmp must stay visible in the box: the
     sandbox's own /tmp is mounted first, and the read-only binds go on top of it."""
-    import autograder.sandbox as S
+    import autograder.grading.sandbox as S
 
     monkeypatch.setattr(S, "bwrap_path", lambda: "/usr/bin/bwrap")
     cfg = S.SandboxConfig(work_dir="/tmp/x/work", ipc_dir="/tmp/x/ipc", ro_paths=["/tmp/clone/.venv"])
@@ -199,7 +201,7 @@ def test_flags_are_raised_for_what_the_instructor_should_see(graded, student):
 def test_long_runs_no_test_needs_are_not_run_while_grading(graded):
     """Cells marked grading=skip (here a 30 s sleep, past the 10 s cell limit) are not run: no timeout,
     and the feedback says so."""
-    from autograder.worker import html_text
+    from autograder.grading.worker import html_text
 
     assert "timed out" not in read_csv(graded / "grades.csv")["good"]["reason"]
     assert "not run while grading" in html_text((graded / "feedback" / "good" / f"{LAB}.html").read_text())
@@ -211,7 +213,7 @@ def test_a_cell_that_needs_a_skipped_one_is_refused(tmp_path):
     nb.cells[needs].metadata.pop("rlhf_course")
     path = tmp_path / "bad.ipynb"
     nbformat.write(nb, path)
-    assert any("reads 'SWEEP'" in str(p) for p in C.validate_source(path))
+    assert any("reads 'SWEEP'" in str(p) for p in validate_source(path))
 
 
 def test_the_provenance_report_lists_what_each_function_relied_on(graded):
@@ -227,7 +229,7 @@ def test_gradebook_agrees_and_written_answers_wait_for_the_instructor(graded):
     from nbgrader.api import Gradebook
 
     rows = read_csv(graded / "grades.csv")
-    with Gradebook(C.db_url(graded / "course"), "rlhf-course") as gb:
+    with Gradebook(db_url(graded / "course"), "rlhf-course") as gb:
         assert sorted(s.id for s in gb.students) == sorted(EXPECTED)
         for student, row in rows.items():
             sub = gb.find_submission(LAB, student)
@@ -239,15 +241,15 @@ def test_gradebook_agrees_and_written_answers_wait_for_the_instructor(graded):
 
 
 def test_feedback_never_shows_hidden_tests(graded):
-    from autograder.worker import html_text
+    from autograder.grading.worker import html_text
 
     source = nbformat.read(graded / "course" / "source" / LAB / f"{LAB}.ipynb", as_version=4)
     released = nbformat.read(graded / "course" / "release" / LAB / f"{LAB}.ipynb", as_version=4)
-    secrets = C.secret_lines(source, released)
+    secrets = secret_lines(source, released)
     assert len(secrets) >= 5
     for page in (graded / "feedback").rglob("*.html"):
         text = html_text(page.read_text())
-        assert not C.leaks(text, secrets), page
+        assert not leaks(text, secrets), page
         assert "SECRET_SENTINEL" not in text and "BEGIN HIDDEN TESTS" not in text and "1001.0" not in text, page
     good = html_text((graded / "feedback" / "good" / f"{LAB}.html").read_text())
     assert "softmax([1.0, 2.0, 3.0])" in good, "the visible tests are shown"
@@ -255,7 +257,7 @@ def test_feedback_never_shows_hidden_tests(graded):
     bad = html_text((graded / "feedback" / "exfiltrate" / f"{LAB}.html").read_text())
     assert "not shown in feedback" in bad
     reasons = (graded / "grades.csv").read_text()
-    assert not C.leaks(reasons, secrets)
+    assert not leaks(reasons, secrets)
 
 
 def test_feedback_carries_no_hidden_input_or_expected_value(graded):
@@ -263,7 +265,7 @@ def test_feedback_carries_no_hidden_input_or_expected_value(graded):
     in a later cell) and what a failing hidden test expected never reach the feedback or the reason."""
     import base64
 
-    from autograder.worker import html_text
+    from autograder.grading.worker import html_text
 
     hidden_inputs = [[1000.0, 1001.0], [3.0, 1.0, 0.2], [0.5, 0.2, 0.05, 0.25]]
     leaked = [base64.b64encode(repr(x).encode()).decode() for x in hidden_inputs]
@@ -368,7 +370,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_record_is_for_one_submission_source_and_limits():
     """The test before an earlier record is kept (resume), merged (shards) or returned (exchange)."""
-    from autograder.worker import Record
+    from autograder.grading.records import Record
 
     r = Record("ann", LAB, submission_sha256="sub", source_sha256="src", settings="lim")
     assert r.is_for("sub") and r.is_for("sub", "src") and r.is_for("sub", "src", "lim")
@@ -378,7 +380,7 @@ def test_a_record_is_for_one_submission_source_and_limits():
 
 def test_one_run_at_a_time_writes_to_an_out_folder(tmp_path, monkeypatch, capsys):
     """A second `grade` into a folder another run holds waits for it, then says why it stops."""
-    import autograder.grading as G
+    import autograder.grading.batch as G
 
     monkeypatch.setattr(G, "bwrap_path", lambda: None)  # needs no sandbox: it never grades
     shutil.copytree(CLASS / "good", tmp_path / "subs" / "good")
@@ -401,7 +403,7 @@ def test_one_run_at_a_time_writes_to_an_out_folder(tmp_path, monkeypatch, capsys
 def test_a_worker_stops_when_its_grader_is_gone(tmp_path):
     """The worker's own watch, without a sandbox or nbgrader: kill the parent, the worker goes."""
     script = ("import subprocess, sys, time\n"
-              "w = subprocess.Popen([sys.executable, '-c', 'from autograder.worker import stop_with_parent; "
+              "w = subprocess.Popen([sys.executable, '-c', 'from autograder.grading.worker import stop_with_parent; "
               "import time; stop_with_parent(0.05); print(\"watching\", flush=True); time.sleep(60)'], "
               "start_new_session=True)\n"
               "print(w.pid, flush=True); time.sleep(60)\n")
@@ -449,7 +451,7 @@ def test_check_gives_the_same_verdict_as_grade(graded, student, capsys):
 
 def test_no_sandbox_mode_grades_the_same(tmp_path, monkeypatch):
     """--no-sandbox (for machines without bwrap) keeps the limits and the verdict."""
-    import autograder.grading as G
+    import autograder.grading.batch as G
 
     monkeypatch.setattr(G, "bwrap_path", lambda: None)  # as on a machine without bubblewrap
     shutil.copytree(CLASS / "wrong_hidden", tmp_path / "subs" / "wrong_hidden")
@@ -472,7 +474,7 @@ def test_a_worker_that_overruns_is_killed_and_the_class_goes_on(tmp_path, monkey
     that submission gets status=error and no score, the next one is graded."""
     if SANDBOX_PROBLEM:
         pytest.skip(SANDBOX_PROBLEM)
-    import autograder.grading as G
+    import autograder.grading.batch as G
 
     # A cell may loop for 100 s, but the parent stops any worker after 120 - 60 = 60 s: the
     # infinite loop is cut by the parent, while an ordinary submission finishes well inside it.
@@ -488,7 +490,7 @@ def test_a_worker_that_overruns_is_killed_and_the_class_goes_on(tmp_path, monkey
     assert rows["raises"]["status"] == "graded" and rows["raises"]["auto_score"] == "3"
     from nbgrader.api import Gradebook, MissingEntry
 
-    with Gradebook(C.db_url(tmp_path / "out" / "course"), "rlhf-course") as gb:
+    with Gradebook(db_url(tmp_path / "out" / "course"), "rlhf-course") as gb:
         with pytest.raises(MissingEntry):
             gb.find_submission(LAB, "infinite_loop")  # no half-written score left behind
 
@@ -497,8 +499,8 @@ def test_students_are_in_the_gradebook_before_any_worker_starts(tmp_path, monkey
     """One learner's two labs graded at once by two workers must not both create the learner in
     the gradebook (one failed with 'UNIQUE constraint failed: student.id'): the parent adds the
     class's students first."""
-    import autograder.grading as G
-    from autograder.worker import Record, Settings
+    import autograder.grading.batch as G
+    from autograder.grading.records import Record, Settings
     from nbgrader.api import Gradebook
 
     if SANDBOX_PROBLEM:
@@ -513,7 +515,7 @@ def test_students_are_in_the_gradebook_before_any_worker_starts(tmp_path, monkey
     seen = {}
 
     def run_tasks(tasks, workers, course, hard_limit, progress):
-        with Gradebook(C.db_url(course), "rlhf-course") as gb:
+        with Gradebook(db_url(course), "rlhf-course") as gb:
             seen["students"] = sorted(s.id for s in gb.students)
         return {(t.student, t.lab): Record.failed(t.student, t.lab, "not run here") for t in tasks}
 

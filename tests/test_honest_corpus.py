@@ -1,5 +1,5 @@
 """The honest corpus (tests/corpus/honest): every variant is complete, and the hand-off check
-(autograder.judge.handoffs) finds nothing to refuse in it. Fast: no kernel runs here; the graded
+(autograder.grading.judge.handoffs) finds nothing to refuse in it. Fast: no kernel runs here; the graded
 run of the same notebooks goes through the real grader elsewhere."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import nbformat
 import pytest
 from corpus.honest import FINDINGS, LABS, VARIANTS_BY_LAB, honest_notebook, solution_sources
 
-from autograder import answer_key as AK
-from autograder import course as C
-from autograder import judge as J
+from autograder.grading import answer_key as AK
+from autograder.cells import is_test_cell
+from autograder.grading import judge as J
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -39,7 +39,7 @@ def _cells(lab: str, variant: str) -> list[tuple[str, bool]]:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if C.is_test_cell(cell):
+        if is_test_cell(cell):
             out.append((tests[cell.metadata.nbgrader["grade_id"]], True))
         else:
             out.append((cell.source, False))

@@ -12,10 +12,10 @@ import nbformat
 import pytest
 from corpus.hostile import ATTACKS_BY_LAB, LABS, hostile_notebook, student_id
 
-from autograder import answer_key as AK
-from autograder import course as C
-from autograder import judge as J
-from autograder.references import python_source
+from autograder.grading import answer_key as AK
+from autograder.cells import is_test_cell
+from autograder.grading import judge as J
+from autograder.grading.references import python_source
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -57,7 +57,7 @@ def _cells(lab: str, name: str) -> list[tuple[str, bool]]:
         if cell.cell_type != "code":
             continue
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        out.append((tests[gid], True) if C.is_test_cell(cell) else (cell.source, False))
+        out.append((tests[gid], True) if is_test_cell(cell) else (cell.source, False))
     return out
 
 
@@ -81,8 +81,9 @@ FIXED_INPUTS = {"lab8 round 2: a lookup table of the inputs round 1 revealed": "
 @pytest.fixture(scope="module")
 def graded_attacks(tmp_path_factory):
     """Every attack of the corpus graded as one class, --jobs 2, through the real grader."""
-    from autograder.grading import Settings, grade_class
-    from autograder.sandbox import probe
+    from autograder.grading.records import Settings
+    from autograder.grading.batch import grade_class
+    from autograder.grading.sandbox import probe
     from corpus.hostile import write_class
 
     if probe():
@@ -104,7 +105,7 @@ def _earned(record, targets) -> float:
 def test_an_attack_earns_nothing_unless_the_instructor_is_told(graded_attacks, lab, name):
     """Each attack of the red team's corpus, graded: its "expect" holds (0 points, or points with a
     flag the instructor reads), and no leak reaches the learner's feedback (issue 27)."""
-    from autograder.worker import html_text
+    from autograder.grading.worker import html_text
 
     students, records, out = graded_attacks
     attack = ATTACKS_BY_LAB[lab][name]

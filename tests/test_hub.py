@@ -287,7 +287,7 @@ def _stop_processes_of(uids: set[int]) -> None:
 def hub():
     if not PROXY.exists():
         pytest.fail(f"{PROXY} is missing: `make test` installs it (make hub-deps: npm ci --prefix hub)")
-    from autograder.sandbox import probe
+    from autograder.grading.sandbox import probe
 
     if why := probe():
         pytest.skip(why)
@@ -310,7 +310,7 @@ def hub():
     if SYSTEM:
         taken = [n for n in [*ROSTER, "instructor"] if _exists(pwd, n)]
         if taken and _left_by_a_killed_run(pwd, taken):
-            from autograder.hub import remove_system_users
+            from autograder.classhub.hub import remove_system_users
 
             print(f"removing system users {taken}, left by a hub test that was killed (no process of theirs runs)")
             remove_system_users(taken)
@@ -324,7 +324,7 @@ def hub():
     hub = Hub(f"http://127.0.0.1:{port}", token, state, solutions, env, wrap)
     try:
         proc, log = _launch(env, state, wrap)
-        from autograder.hub import read_first_passwords
+        from autograder.classhub.hub import read_first_passwords
 
         hub.passwords = read_first_passwords(state / "private" / "first-passwords.csv")
         yield hub
@@ -373,7 +373,7 @@ def _clean_up_system(state: Path, group: str, kept: dict[Path, tuple[int, int]])
     import hashlib
     import pwd
 
-    from autograder.hub import Cgroups, remove_system_users, users_with_comment
+    from autograder.classhub.hub import Cgroups, remove_system_users, users_with_comment
 
     tag = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:8]
     made = users_with_comment(f"rlhf-course hub {tag}")
@@ -625,7 +625,7 @@ def test_learners_are_kept_apart(hub):
 def test_a_kernel_over_its_memory_limit(hub):
     """dan's kernel allocates past his memory limit: it is stopped (and restarted), the next cell he
     runs says why, his server goes on, and eve's kernel, working meanwhile, keeps its state."""
-    from autograder.hub import Cgroups
+    from autograder.classhub.hub import Cgroups
 
     probe = Cgroups(f"rlhf-probe-{os.getpid()}")
     why = probe.enforces_memory()

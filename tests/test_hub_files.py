@@ -179,8 +179,8 @@ def test_hub_config_compiles_and_refuses_to_start_without_a_roster(tmp_path):
 
 def test_the_learner_defaults_are_set_by_one_command():
     """`make setup` and the hub's image both turn nbgrader's instructor tools off with
-    `rlhf-course exchange learner-defaults`; the tools' names live in autograder/exchange.py only."""
-    from autograder.exchange import INSTRUCTOR_EXTENSIONS, INSTRUCTOR_TOOLS
+    `rlhf-course exchange learner-defaults`; the tools' names live in autograder/classhub/exchange.py only."""
+    from autograder.classhub.exchange import INSTRUCTOR_EXTENSIONS, INSTRUCTOR_TOOLS
 
     for path in (REPO / "Makefile", HUB / "Dockerfile"):
         text = path.read_text()

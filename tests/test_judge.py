@@ -1,4 +1,4 @@
-"""Observe inside, judge outside (autograder.judge, rlhf_helpers.observations, autograder.answer_key).
+"""Observe inside, judge outside (autograder.grading.judge, rlhf_helpers.observations, autograder.grading.answer_key).
 
 Fast unit tests of every rule that keeps a grade honest: what the learner's
 kernel is sent, how its reports are read back, how the judge decides, and
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import answer_key as AK
-from autograder import judge as J
+from autograder.grading import answer_key as AK
+from autograder.grading import judge as J
 from rlhf_helpers import observations as O
 
 TEST = '''
@@ -429,7 +429,7 @@ def test_box_package_has_no_answer_and_no_bytecode(tmp_path):
 
 
 def test_the_box_mounts_the_stubbed_package_over_the_real_one(monkeypatch):
-    import autograder.sandbox as S
+    import autograder.grading.sandbox as S
 
     monkeypatch.setattr(S, "bwrap_path", lambda: "/usr/bin/bwrap")
     cfg = S.SandboxConfig(work_dir="/tmp/x/work", ipc_dir="/tmp/x/ipc",
@@ -446,7 +446,7 @@ def test_the_box_mounts_the_stubbed_package_over_the_real_one(monkeypatch):
 def test_the_box_covers_class_folders_that_a_system_mount_would_show(monkeypatch, tmp_path):
     """A kit installed under /usr or /opt is mounted read-only into the box; the class's
     submissions, the grading folder and solutions/ under it are covered with an empty tmpfs."""
-    import autograder.sandbox as S
+    import autograder.grading.sandbox as S
 
     monkeypatch.setattr(S, "bwrap_path", lambda: "/usr/bin/bwrap")
     inside = "/usr/share"  # exists on any Linux: stands for a course installed under /usr

@@ -271,7 +271,7 @@ def test_lab4_box_hides_the_answers_and_keeps_the_helpers(tmp_path, monkeypatch)
 
     import rlhf_helpers
     import rlhf_helpers.kl as real
-    from autograder.answer_key import learner_names, stub_module
+    from autograder.grading.answer_key import learner_names, stub_module
 
     graded = set(learner_names(_lab4_source()))
     assert graded == {"kl_divergence", "kl_estimators", "regularized_objective", "optimal_policy"}

@@ -3,7 +3,7 @@
 The two step tests of ``solutions/lab3_ppo`` (``test_ppo_step``, ``test_ppo_step_minibatches``)
 run here exactly as the grader runs them, without grading the whole notebook: the cell's
 observation program runs in "observe" mode with a ``ppo_step`` written below (the learner's
-side), its outcomes are recorded as the kernel would publish them, and ``autograder.judge``
+side), its outcomes are recorded as the kernel would publish them, and ``autograder.grading.judge``
 then decides in a fresh namespace with those outcomes replayed (the checking side).
 
 Three wrong steps must lose both cells' points: one that recomputes the "old" log-probs in
@@ -20,8 +20,8 @@ import nbformat
 import pytest
 import torch
 
-from autograder import judge as J
-from autograder import answer_key
+from autograder.grading import judge as J
+from autograder.grading import answer_key
 from rlhf_helpers import observations as O
 from rlhf_helpers.ppo import compute_gae, kl_penalized_rewards, pad_rollouts, ppo_policy_loss, ppo_value_loss
 from rlhf_helpers.rewards import rollout

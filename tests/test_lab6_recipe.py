@@ -24,7 +24,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import course as C
+from autograder.cells import is_test_cell
+from autograder.labs import source_notebook
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
 
@@ -139,10 +140,10 @@ RIGHT = {
 @pytest.fixture(scope="module")
 def lab():
     """The source's solution cells (by grade_id), test cells (by grade_id), and a namespace after the setup cell."""
-    nb = nbformat.read(C.source_notebook(SOLUTIONS, LAB), as_version=4)
+    nb = nbformat.read(source_notebook(SOLUTIONS, LAB), as_version=4)
     solutions = {c.metadata.nbgrader["grade_id"]: c.source for c in nb.cells
                  if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
-    tests = {c.metadata.nbgrader["grade_id"]: c.source for c in nb.cells if C.is_test_cell(c)}
+    tests = {c.metadata.nbgrader["grade_id"]: c.source for c in nb.cells if is_test_cell(c)}
     setup = next(c.source for c in nb.cells if c.cell_type == "code")
     base: dict = {"__name__": "__lab6__"}
     with _quiet():

@@ -18,13 +18,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import course as C
-from autograder.sandbox import probe
+from autograder.course.release import _tree_diff, build_release
+from autograder.grading.validation import validate_source
+from autograder.labs import find_labs, source_notebook
+from autograder.grading.sandbox import probe
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
-LAB_IDS = C.find_labs(SOLUTIONS)
+LAB_IDS = find_labs(SOLUTIONS)
 PARAMS = LAB_IDS  # test_the_syllabus_is_all_there fails when one is missing
 
 SYLLABUS = ("lab1_sampling", "lab2_rewards", "lab3_ppo", "lab4_kl_beta", "lab5_dpo_derivation", "lab6_dpo_hf",
@@ -39,30 +41,30 @@ def test_the_syllabus_is_all_there():
 
 @pytest.mark.parametrize("lab", PARAMS)
 def test_source_is_valid(lab):
-    problems = C.validate_source(C.source_notebook(SOLUTIONS, lab))
+    problems = validate_source(source_notebook(SOLUTIONS, lab))
     assert not problems, "\n".join(map(str, problems))
 
 
 @pytest.mark.parametrize("lab", PARAMS)
 def test_source_has_no_outputs(lab):
-    nb = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
+    nb = nbformat.read(source_notebook(SOLUTIONS, lab), as_version=4)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))]
     assert not dirty, f"{lab}: cells {dirty} carry outputs; clear them before committing (see docs/AUTHORING.md)"
 
 
 @pytest.mark.parametrize("lab", PARAMS)
 def test_labs_in_sync_with_solutions(lab, tmp_path):
-    problems = C.validate_source(C.source_notebook(SOLUTIONS, lab))
+    problems = validate_source(source_notebook(SOLUTIONS, lab))
     if problems:
         pytest.skip(f"{lab}: the source is invalid (test_source_is_valid says why)")
-    C.build_release(SOLUTIONS, tmp_path, [lab])
-    diff = C._tree_diff(tmp_path / lab, LABS / lab)
+    build_release(SOLUTIONS, tmp_path, [lab])
+    diff = _tree_diff(tmp_path / lab, LABS / lab)
     assert not diff, "labs/ is out of date; run `rlhf-course release`:\n" + "\n".join(diff)
 
 
 def _solved_copy(lab: str, released: Path, dst: Path) -> None:
     """The released copy with the source's solutions pasted in: a learner who solved everything."""
-    source = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
+    source = nbformat.read(source_notebook(SOLUTIONS, lab), as_version=4)
     answers = {c.metadata.nbgrader["grade_id"]: c.source for c in source.cells
                if c.metadata.get("nbgrader", {}).get("solution")}
     nb = nbformat.read(released / f"{lab}.ipynb", as_version=4)
@@ -79,16 +81,17 @@ def graded_labs(tmp_path_factory):
     """Solutions and blank copies of every valid lab, graded as one class with --jobs 2."""
     if probe():
         pytest.skip(probe())
-    from autograder.grading import Settings, grade_class
+    from autograder.grading.records import Settings
+    from autograder.grading.batch import grade_class
 
     root = tmp_path_factory.mktemp("labs")
-    valid = [lab for lab in LAB_IDS if not C.validate_source(C.source_notebook(SOLUTIONS, lab))]
-    C.build_release(SOLUTIONS, root / "released", valid)
+    valid = [lab for lab in LAB_IDS if not validate_source(source_notebook(SOLUTIONS, lab))]
+    build_release(SOLUTIONS, root / "released", valid)
     import rlhf_helpers
 
     from corpus.honest import FINDINGS, VARIANTS_BY_LAB, honest_notebook
 
-    from autograder.selftest import cheat_copy, stub_copy
+    from autograder.course.selftest import cheat_copy, stub_copy
 
     def write(who: str, lab: str, nb) -> None:
         (root / "subs" / who / lab).mkdir(parents=True)
@@ -97,7 +100,7 @@ def graded_labs(tmp_path_factory):
     for lab in valid:
         _solved_copy(lab, root / "released" / lab, root / "subs" / "solution" / lab)
         shutil.copytree(root / "released" / lab, root / "subs" / "blank" / lab)
-        source = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
+        source = nbformat.read(source_notebook(SOLUTIONS, lab), as_version=4)
         released = nbformat.read(root / "released" / lab / f"{lab}.ipynb", as_version=4)
         write("cheat", lab, cheat_copy(source, released, Path(rlhf_helpers.__file__).parent))
         write("stub", lab, stub_copy(released))

@@ -14,12 +14,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import course as C
+from autograder.labs import find_labs, source_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
-LAB_IDS = C.find_labs(SOLUTIONS)
+LAB_IDS = find_labs(SOLUTIONS)
 PARAMS = LAB_IDS  # test_labs.py::test_the_syllabus_is_all_there fails when one is missing
 
 MAX_CELL_WORDS = 250
@@ -65,7 +65,7 @@ def test_no_maintainer_notes_in_the_learner_copy(lab):
 @pytest.mark.parametrize("lab", PARAMS)
 def test_every_written_answer_has_a_rubric(lab):
     """The solution of each manually graded answer says what earns full, half and no marks."""
-    nb = nbformat.read(C.source_notebook(SOLUTIONS, lab), as_version=4)
+    nb = nbformat.read(source_notebook(SOLUTIONS, lab), as_version=4)
     written = [c for c in nb.cells
                if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")]
     assert written, f"{lab}: no written answer (DESIGN.md asks for one or two per lab)"

@@ -354,7 +354,7 @@ def test_lab3_box_hides_every_copy_of_the_graded_logic():
     import inspect
 
     import rlhf_helpers.ppo as ppo
-    from autograder.answer_key import stub_module
+    from autograder.grading.answer_key import stub_module
 
     graded = {"policy_gradient_estimate", "sga_step", "kl_penalized_rewards", "compute_gae", "ppo_policy_loss",
               "ppo_value_loss", "ppo_step"}

@@ -1,4 +1,4 @@
-"""Names resolved as Python resolves them (autograder.references) and the hand-off check built on it."""
+"""Names resolved as Python resolves them (autograder.grading.references) and the hand-off check built on it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import judge as J
-from autograder.references import END, Namespace
+from autograder.grading import judge as J
+from autograder.grading.references import END, Namespace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def test_dict_keys_are_data_but_getattr_names_are_names():
 
 
 def _lab_cells(lab: str, replace: dict[str, str]) -> list[tuple[str, bool]]:
-    from autograder import course as C
+    from autograder.cells import is_test_cell
 
     nb = nbformat.read(REPO / "solutions" / lab / f"{lab}.ipynb", as_version=4)
     out = []
@@ -115,12 +115,12 @@ def _lab_cells(lab: str, replace: dict[str, str]) -> list[tuple[str, bool]]:
         if cell.cell_type != "code":
             continue
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        out.append((replace.get(gid, cell.source), C.is_test_cell(cell)))
+        out.append((replace.get(gid, cell.source), is_test_cell(cell)))
     return out
 
 
 def _equivalents(lab: str) -> dict[str, list[str]]:
-    from autograder import answer_key as AK
+    from autograder.grading import answer_key as AK
 
     nb = nbformat.read(REPO / "solutions" / lab / f"{lab}.ipynb", as_version=4)
     return {n: AK.equivalents(nb).get(n, []) for n in AK.learner_names(nb)}

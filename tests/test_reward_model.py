@@ -114,7 +114,7 @@ def test_lab7_box_hides_the_answers_and_only_them(module, hidden):
 
     import nbformat
 
-    from autograder.answer_key import learner_names, stub_module
+    from autograder.grading.answer_key import learner_names, stub_module
 
     real = importlib.import_module(f"rlhf_helpers.{module}")
     graded = set(learner_names(nbformat.read(LAB7, as_version=4)))

@@ -150,7 +150,7 @@ def test_reward_helpers_in_lab2s_box_take_the_learners_function():
     pipeline_rewards works there with the learner's scores_from_pipe_outputs passed as scores_fn."""
     from pathlib import Path
 
-    from autograder.answer_key import stub_module
+    from autograder.grading.answer_key import stub_module
     from rlhf_helpers import rewards
 
     graded = {"LengthSampler", "scores_from_pipe_outputs", "build_queries", "rollout", "expected_reward"}

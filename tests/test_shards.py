@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.grading import parse_shard, shard_of
+from autograder.grading.batch import parse_shard, shard_of
 from test_grading import CLASS, LAB, LIMITS, SANDBOX_PROBLEM, rlhf_course
 
 STUDENTS = ("good", "blank", "wrong_hidden", "raises")
@@ -91,7 +91,7 @@ def test_merge_refuses_a_missing_shard_and_reports_a_changed_submission(small_cl
         assert rlhf_course("grade", str(subs), "--out", str(out), "--shard", f"{k}/2", *LIMITS) == 0
     solutions = ["--solutions", LIMITS[LIMITS.index("--solutions") + 1]]
     with pytest.raises(ValueError, match=r"shards \[1\] of 2 are missing"):
-        from autograder.grading import merge_shards
+        from autograder.grading.batch import merge_shards
 
         merge_shards(subs, [shards[0]], tmp_path / "merged", Path(solutions[1]))
     # A learner resubmits after their shard was graded: the merge says so instead of keeping the old score.
@@ -101,7 +101,7 @@ def test_merge_refuses_a_missing_shard_and_reports_a_changed_submission(small_cl
     assert "error" in row and any("changed since its shard" in cell for cell in row)
     # Grading into a shard's folder as another shard is refused (it would mix two shards' results).
     with pytest.raises(ValueError, match="holds shard 0/2"):
-        from autograder.grading import grade_class
-        from autograder.worker import Settings
+        from autograder.grading.batch import grade_class
+        from autograder.grading.records import Settings
 
         grade_class(subs, shards[0], Path(solutions[1]), Settings(), shard=(1, 2))

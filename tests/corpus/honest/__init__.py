@@ -51,7 +51,7 @@ class Finding:
     lost: tuple[str, ...]
     """The test cells (grade_ids) that scored 0 when the variant was graded (grade_class, jobs=2)."""
     static: bool
-    """True when ``autograder.judge.handoffs`` refused it; False when only the graded run lost the points."""
+    """True when ``autograder.grading.judge.handoffs`` refused it; False when only the graded run lost the points."""
     fixed: str
     """What the grader does now."""
 

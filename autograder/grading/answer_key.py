@@ -25,10 +25,18 @@ points of a graded function that hands its work to one of them.
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 from pathlib import Path
 
+import nbformat
 from nbgrader import utils as nbutils
+
+from autograder.cells import DEFINITIONS, definitions, grade_id, is_test_cell
+from autograder.grading.equivalents import expand
+from autograder.grading.judge import observation_program
+from autograder.grading.references import Namespace, bound_here, python_source
+from autograder.labs import find_labs, source_notebook
 
 STUB = '''def {name}(*args, **kwargs):
     raise RuntimeError({message!r})
@@ -48,14 +56,13 @@ def learner_names(source_nb) -> list[str]:
             tree = ast.parse(cell.source)
         except SyntaxError:
             continue
-        names += [s.name for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        names += [s.name for s in definitions(tree)]
     return list(dict.fromkeys(names))
 
 
 def equivalents(source_nb) -> dict[str, list[str]]:
     """Graded name -> dotted paths of the library's ready-made equivalents (from cell metadata),
-    each with its whole family (:mod:`autograder.equivalents`)."""
-    from .equivalents import expand
+    each with its whole family (:mod:`autograder.grading.equivalents`)."""
 
     out: dict[str, list[str]] = {}
     for cell in _solution_code_cells(source_nb):
@@ -64,24 +71,20 @@ def equivalents(source_nb) -> dict[str, list[str]]:
             tree = ast.parse(cell.source)
         except SyntaxError:
             continue
-        for stmt in tree.body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                out[stmt.name] = paths
+        for stmt in definitions(tree):
+            out[stmt.name] = paths
     return out
 
 
 def test_sources(source_nb) -> dict[str, str]:
     """grade_id -> source of every auto-graded test cell (hidden tests included)."""
-    from .course import is_test_cell
 
-    return {c.metadata.nbgrader["grade_id"]: c.source for c in source_nb.cells if is_test_cell(c)}
+    return {grade_id(c): c.source for c in source_nb.cells if is_test_cell(c)}
 
 
 def kernel_sources(source_nb) -> list[str]:
     """The lab's own code as the grading kernel runs it: every code cell that is not the learner's
     (solution cells are), test cells as their observation programs (hidden tests included)."""
-    from .course import is_test_cell
-    from .judge import observation_program
 
     out = []
     for cell in source_nb.cells:
@@ -113,9 +116,7 @@ def stub_module(source: str, names: set[str], lab: str, module: str,
     names = set(names) | {helper for helper, carried in _carries(tree).items() if set(carried) & set(names)}
     lines = source.splitlines(keepends=True)
     replaced: list[tuple[int, int, str]] = []
-    for stmt in tree.body:
-        if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
+    for stmt in definitions(tree):
         if stmt.name in names:
             message = (f"{module}.{stmt.name} is the kit's own answer to a graded exercise of {lab}, so it is "
                        f"not available while {lab} is graded: use your own {stmt.name}.")
@@ -184,11 +185,10 @@ def _kit_imports(tree: ast.AST, package: str, modules: set[str]) -> set[tuple[st
 
 def reached(package_dir: Path, sources: list[str]) -> dict[str, set[str]]:
     """What code ``sources`` (a lab's cells, as the kernel runs them) uses of the kit: module ->
-    the top-level names reached (``*``: all), following each name's code (:mod:`autograder.references`)
+    the top-level names reached (``*``: all), following each name's code (:mod:`autograder.grading.references`)
     into the other kit modules it imports, at module level always, inside a function when the
     function is reached. A reached function's strings that name the module's own functions count
     as uses (``globals()[name]`` tables)."""
-    from .references import Namespace, python_source
 
     package = package_dir.name
     modules = {p.stem for p in package_dir.glob("*.py")}
@@ -206,7 +206,7 @@ def reached(package_dir: Path, sources: list[str]) -> dict[str, set[str]]:
         if module not in out:
             out[module] = set()
             tree = ast.parse(texts[module])
-            top = [stmt for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            top = [stmt for stmt in tree.body if not isinstance(stmt, DEFINITIONS)]
             todo += sorted(_kit_imports(ast.Module(body=top, type_ignores=[]), package, modules))
             todo += [(module, n) for stmt in top for n, _kind, _path in _bound(stmt)]  # module-level code always runs
         out[module].add(name)
@@ -227,9 +227,8 @@ def reached(package_dir: Path, sources: list[str]) -> dict[str, set[str]]:
 
 
 def _bound(stmt: ast.stmt) -> list:
-    from .references import _bound_here
 
-    return _bound_here(stmt)
+    return bound_here(stmt)
 
 
 def _all_strings(node: ast.AST) -> set[str]:
@@ -301,7 +300,6 @@ MANIFEST = "manifest.json"
 def handed_out(package_dir: Path, sources: list[str]) -> set[tuple[str, str]]:
     """(module, name) of the kit that the lab's own code uses directly (``*``: a whole module): the
     helpers a lab hands the learner."""
-    from .references import python_source
 
     modules = {p.stem for p in package_dir.glob("*.py")}
     cells = [ast.parse(text) for text in map(python_source, sources) if text]
@@ -314,11 +312,7 @@ def lab_box(package_dir: Path, solutions: Path, lab: str, dst: Path) -> dict[str
     written to ``dst``: :func:`build_box_package` with what the lab uses and every lab's answers.
     Beside it, :data:`MANIFEST` lists the helpers the lab hands out and the kit callables to wire
     (reported when the learner's code calls them). Returns module -> names stubbed."""
-    import json
 
-    import nbformat
-
-    from .course import find_labs, source_notebook
 
     sources = {name: nbformat.read(source_notebook(solutions, name), as_version=4) for name in find_labs(solutions)}
     if lab not in sources:
@@ -328,8 +322,8 @@ def lab_box(package_dir: Path, solutions: Path, lab: str, dst: Path) -> dict[str
     uses = reached(package_dir, code)
     stubbed = build_box_package(package_dir, dst, learner_names(sources[lab]), lab, uses, answers)
     wires = sorted(f"{package_dir.name}.{module}:{getattr(stmt, 'name')}" for module in sorted(answers & set(uses))
-                   for stmt in ast.parse((package_dir / f"{module}.py").read_text(encoding="utf-8")).body
-                   if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and not stmt.name.startswith("_"))
+                   for stmt in definitions(ast.parse((package_dir / f"{module}.py").read_text(encoding="utf-8")))
+                   if not stmt.name.startswith("_"))
     manifest = {"lab": lab, "answers": sorted(answers), "handed_out": sorted(map(list, handed_out(package_dir, code))),
                 "wires": wires, "stubbed": stubbed}
     (dst.parent / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))

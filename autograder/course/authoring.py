@@ -10,7 +10,7 @@ starts with a marker line::
     #%% solution id=top_k_filter             code the learner writes (BEGIN/END SOLUTION inside)
     #%% solution id=top_k_filter equivalents=transformers.TopKLogitsWarper
                                              ... naming the ready-made versions it may not hand its
-                                             work to (comma-separated dotted paths; autograder.judge)
+                                             work to (comma-separated dotted paths; autograder.grading.judge)
     #%% test id=test_top_k_filter points=2   an autograded test cell (locked; may hold hidden tests)
     #%% written id=written_decoding points=2 a manually graded markdown answer
     #%% locked id=setup                      a code cell nbgrader keeps read-only
@@ -20,8 +20,8 @@ starts with a marker line::
 Everything after the marker line, up to the next marker, is the cell's source
 verbatim. Usage::
 
-    python -m autograder.authoring build lab.txt solutions/lab1_x/lab1_x.ipynb
-    python -m autograder.authoring export solutions/lab1_x/lab1_x.ipynb > lab.txt
+    python -m autograder.course.authoring build lab.txt solutions/lab1_x/lab1_x.ipynb
+    python -m autograder.course.authoring export solutions/lab1_x/lab1_x.ipynb > lab.txt
 """
 
 from __future__ import annotations

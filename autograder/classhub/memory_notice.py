@@ -4,7 +4,7 @@ When a learner's server goes over its memory limit (hub/jupyterhub_config.py put
 a cgroup of its own), the system ends the process using the most memory, usually the kernel, and
 JupyterLab says only that the kernel "appears to have died" and restarts it. The kernels of the
 hub's servers load this IPython extension (the kernel spec that
-:func:`autograder.exchange.write_role_config` writes): when a kernel starts, it reads how many
+:func:`autograder.classhub.exchange.write_role_config` writes): when a kernel starts, it reads how many
 processes its cgroup has lost to the memory limit (cgroup v2's ``memory.events``, v1's
 ``memory.oom_control``); when that number went up since the previous kernel of this server
 started, the first cell the learner runs prints :data:`MESSAGE` before its own output.

@@ -32,7 +32,7 @@ mini-batches), or 4 optimiser steps of TRL's RLOO/GRPO (16 completions each,
 4 per prompt, sampled together). "Batches per second" counts these.
 
 This module runs in both environments: nothing at its top imports more than the
-standard library, and the child (``python -m autograder.peers METHOD ...``)
+standard library, and the child (``python -m autograder.bench.peers METHOD ...``)
 reads the world's files itself, so transformers 4.46 and 5.x load the same
 weights and tokenizers.
 """
@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WORLD = REPO / "rlhf_helpers" / "world"
 METHODS = ("kit_ppo", "trl011_ppo", "trl011_ppo_2ep", "rloo", "grpo", "dpo")
 RL_METHODS = ("kit_ppo", "trl011_ppo", "trl011_ppo_2ep", "rloo", "grpo")
@@ -334,7 +334,7 @@ def ensure_peer_env(env: Path, progress=print) -> Path:
 def run_one(python: Path | str, method: str, seed: int, seconds: float, threads: int, timeout: float) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false",
            "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
-    cmd = [str(python), "-m", "autograder.peers", method, "--seed", str(seed), "--seconds", str(seconds),
+    cmd = [str(python), "-m", "autograder.bench.peers", method, "--seed", str(seed), "--seconds", str(seconds),
            "--threads", str(threads)]
     try:
         done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
@@ -419,7 +419,7 @@ def run_peers(seeds: int = 3, seconds: float = 60.0, methods: tuple[str, ...] = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.peers", description="One method, one seed (a child "
+    parser = argparse.ArgumentParser(prog="python -m autograder.bench.peers", description="One method, one seed (a child "
                                      "of rlhf-course bench --peers); prints its result as one JSON line.")
     parser.add_argument("method", choices=METHODS)
     parser.add_argument("--seed", type=int, default=0)

@@ -35,7 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import course as C
+from autograder.cells import is_test_cell
+from autograder.labs import source_notebook
 
 SEEDS = (0, 1, 2, 3, 4)
 SEED_STRIDE = 1000
@@ -155,7 +156,7 @@ def _probe(claims: Sequence[Claim]) -> str:
 
 def _anchor(nb, claim: Claim) -> int:
     """The index of the one non-test code cell holding ``claim.after`` as a line."""
-    hits = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not C.is_test_cell(c)
+    hits = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not is_test_cell(c)
             and any(line.strip() == claim.after.strip() for line in c.source.splitlines())]
     if len(hits) != 1:
         raise ValueError(f"{claim.lab}/{claim.id}: the line {claim.after!r} is in {len(hits)} code cells, not one")
@@ -195,7 +196,7 @@ def _read_figures(nb) -> tuple[dict, list[str]]:
                 for line in o.text.splitlines():
                     if line.startswith(MARK):
                         figures.update(json.loads(line[len(MARK):]))
-            elif o.output_type == "error" and not C.is_test_cell(cell):
+            elif o.output_type == "error" and not is_test_cell(cell):
                 errors.append(f"{o.ename}: {str(o.evalue)[:200]} (in {cell.source[:60]!r})")
     return figures, errors
 
@@ -222,7 +223,7 @@ def run_lab(solutions: Path, lab: str, seed: int = 0, claims: Sequence[Claim] | 
     from nbclient import NotebookClient
 
     claims = [c for c in (CLAIMS if claims is None else claims) if c.lab == lab]
-    source = C.source_notebook(solutions, lab)
+    source = source_notebook(solutions, lab)
     nb = probed_notebook(nbformat.read(source, as_version=4), claims, seed)
     with tempfile.TemporaryDirectory(prefix=f"claims-{lab}-") as tmp:
         work = Path(tmp) / lab

@@ -6,15 +6,15 @@
    (``<out>/course``) from its source, which also records its cells in the
    gradebook (SQLite with a 60 s busy timeout, shared by the workers), and
    makes the sandbox's copy of the helper package without that lab's answer
-   key (:mod:`autograder.answer_key`);
-2. starts ``--jobs N`` long-lived worker processes (:mod:`autograder.worker`)
+   key (:mod:`autograder.grading.answer_key`);
+2. starts ``--jobs N`` long-lived worker processes (:mod:`autograder.grading.worker`)
    that take submissions from a queue; a worker grades one submission in the
    sandbox, judges its tests outside it, writes the feedback and writes
    ``<out>/results/<student>/<lab>.json`` last, atomically;
 3. kills a worker that overruns the submission's time budget (the sandboxed
    kernel dies with it) and grades the rest; a submission that could not be
    graded gets ``status=error`` and no score, never an old one;
-4. compares the submissions for copying (:mod:`autograder.similarity`) and
+4. compares the submissions for copying (:mod:`autograder.grading.similarity`) and
    writes ``grades.csv`` from the results of this class.
 
 One run writes to an ``--out`` folder at a time (a lock on ``<out>/.grading.lock``,
@@ -54,12 +54,14 @@ from pathlib import Path
 
 import nbformat
 
-from . import answer_key as AK
-from . import course as C
-from . import provenance, similarity
-from .sandbox import INSTALL_HINT, SandboxUnavailable, bwrap_path, probe, write_kernelspec
-from .worker import (RESULT_PREFIX, Record, Settings, Task, cell_kinds, forget,  # noqa: F401 (Settings: re-exported)
-                     kit_package, register_students)
+from autograder.grading import answer_key as AK
+from autograder.grading.gradebook import generate_assignment
+from autograder.labs import find_labs, json_dump, source_notebook, tree_digest
+from autograder.grading import provenance, similarity
+from autograder.grading.sandbox import INSTALL_HINT, SandboxUnavailable, bwrap_path, probe, write_kernelspec
+from autograder.grading.records import RESULT_PREFIX, Record, Settings, Task
+from autograder.grading.gradebook import cell_kinds, forget, register_students
+from autograder.grading.worker import kit_package
 
 WORKER_MARGIN_S = 180
 """Seconds a worker may take beyond a notebook's budget (kernel start, nbgrader, feedback)
@@ -106,7 +108,7 @@ def discover(submissions: Path) -> list[Submission]:
     for sdir in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for ldir in sorted(p for p in sdir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             nb = ldir / f"{ldir.name}.ipynb"
-            found.append(Submission(sdir.name, ldir.name, nb, C.tree_digest(ldir)))
+            found.append(Submission(sdir.name, ldir.name, nb, tree_digest(ldir)))
     return found
 
 
@@ -121,7 +123,7 @@ class _Worker:
 
     def start(self) -> None:
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.grading.worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log, text=True, env=self.env,
                                      start_new_session=True, bufsize=1, pass_fds=self.pass_fds)
         log.close()
@@ -180,16 +182,16 @@ def prepare_course(out: Path, solutions: Path, labs: list[str]) -> Path:
     for lab in labs:
         if package is not None:
             AK.lab_box(package, solutions, lab, course / "box" / lab / "rlhf_helpers")
-        digest = C.tree_digest(C.source_notebook(solutions, lab).parent)
+        digest = tree_digest(source_notebook(solutions, lab).parent)
         if state.get(lab) == digest and (course / "release" / lab / f"{lab}.ipynb").is_file():
             continue
         if lab in state:
             raise ValueError(f"the source of {lab} changed since {out} was graded; grade into a new --out folder "
                              f"(or delete {course} to start over)")
-        C.generate_assignment(course, solutions, lab)
+        generate_assignment(course, solutions, lab)
         state[lab] = digest
         course.mkdir(parents=True, exist_ok=True)
-        C.json_dump(state_path, state)
+        json_dump(state_path, state)
     return course
 
 
@@ -263,7 +265,7 @@ def _grade_locked(submissions, out, solutions, settings, progress, shard, due, l
 def _grade_class(subs, out, solutions, settings, progress, workers, due) -> list[Record]:
     for w in workers:
         w.start()
-    known = set(C.find_labs(solutions))
+    known = set(find_labs(solutions))
     labs = sorted({s.lab for s in subs if s.lab in known})
     course = prepare_course(out, solutions, labs)
     source_digest = json.loads((course / "sources.json").read_text()) if labs else {}
@@ -332,7 +334,7 @@ def _claim_shard(out: Path, submissions: Path, shard: tuple[int, int]) -> None:
                              f"grade shard {shard[0]}/{shard[1]} into its own --out folder")
     elif (out / "results").exists():
         raise ValueError(f"{out} holds a whole class's results; grade a shard into its own --out folder")
-    C.json_dump(path, claim)
+    json_dump(path, claim)
 
 
 def merge_shards(submissions: Path, shard_outs: list[Path], out: Path, solutions: Path,
@@ -370,7 +372,7 @@ def merge_shards(submissions: Path, shard_outs: list[Path], out: Path, solutions
     out.mkdir(parents=True, exist_ok=True)
     course = _merged_course(out, courses, merged)
     subs = discover(submissions)
-    known = set(C.find_labs(solutions))
+    known = set(find_labs(solutions))
     ungraded = sorted({s.lab for s in subs if s.lab in known} - set(merged))
     if ungraded:
         raise ValueError(f"no shard graded {ungraded}: were the shards graded from this submissions folder?")
@@ -396,7 +398,7 @@ def _merged_course(out: Path, courses: list[Path], sources: dict[str, str]) -> P
             if src is not None:
                 shutil.copytree(src, course / kind / lab, dirs_exist_ok=True)
     course.mkdir(parents=True, exist_ok=True)
-    C.json_dump(course / "sources.json", sources)
+    json_dump(course / "sources.json", sources)
     return course
 
 

@@ -24,11 +24,11 @@ module puts that kernel, and only that kernel, in a box:
   or environment); its environment is :func:`sandbox_env`, nothing else.
 
 Time limits are the grader's job (per-cell timeouts and a per-submission
-budget, see :mod:`autograder.preprocessors`). What the box does not hold:
-the graded lab's answer key (:mod:`autograder.answer_key`).
+budget, see :mod:`autograder.grading.preprocessors`). What the box does not hold:
+the graded lab's answer key (:mod:`autograder.grading.answer_key`).
 
 The kernelspec written by :func:`write_kernelspec` starts
-``python -m autograder.sandbox -f {connection_file}``; that launcher reads the
+``python -m autograder.grading.sandbox -f {connection_file}``; that launcher reads the
 per-submission settings from the JSON file named by ``$RLHF_SANDBOX_CONFIG``
 (written by the worker), sets the resource limits and ``exec``s ``bwrap``.
 """
@@ -80,7 +80,7 @@ class SandboxConfig:
     ro_paths: list[str] = field(default_factory=list, metadata={"help": "extra folders mounted read-only at the same path"})
     overlays: list[list[str]] = field(default_factory=list, metadata={
         "help": "[source, target] pairs mounted read-only after everything else: source is seen at target "
-                "(the helper package without the graded lab's answer key, see autograder.answer_key)"})
+                "(the helper package without the graded lab's answer key, see autograder.grading.answer_key)"})
     env: dict[str, str] = field(default_factory=dict, metadata={"help": "extra environment variables"})
     enabled: bool = field(default=True, metadata={"help": "False runs the kernel unboxed (--no-sandbox)"})
     hide: list[str] = field(default_factory=list, metadata={
@@ -178,7 +178,7 @@ def sandbox_env(cfg: SandboxConfig) -> dict[str, str]:
         "MKL_NUM_THREADS": threads,
         "RLHF_COURSE_WORKERS": threads,  # runs side by side (rlhf_helpers.parallel): the kernel's share of the cores
         "NBGRADER_EXECUTION": "autograde",
-        "RLHF_COURSE_OBSERVE": "1",  # test cells report what they observe; the grader judges (autograder.judge)
+        "RLHF_COURSE_OBSERVE": "1",  # test cells report what they observe; the grader judges (autograder.grading.judge)
     }
     for key in ("RLHF_COURSE_PROFILE", "RLHF_COURSE_WORLD"):
         if os.environ.get(key):
@@ -268,7 +268,7 @@ def write_kernelspec(share_dir: Path) -> Path:
     kdir = share_dir / "kernels" / KERNEL_NAME
     kdir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [sys.executable, "-m", "autograder.sandbox", "-f", "{connection_file}"],
+        "argv": [sys.executable, "-m", "autograder.grading.sandbox", "-f", "{connection_file}"],
         "display_name": "Python 3 (grading sandbox)",
         "language": "python",
         "interrupt_mode": "message",
@@ -284,10 +284,10 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def launch(argv: list[str]) -> None:
-    """Kernel launcher (``python -m autograder.sandbox -f CONNECTION_FILE [ARGS]``): never returns.
+    """Kernel launcher (``python -m autograder.grading.sandbox -f CONNECTION_FILE [ARGS]``): never returns.
     ARGS (extra kernel arguments from the kernel manager) are passed on to ipykernel."""
     if len(argv) < 2 or argv[0] != "-f":
-        raise SystemExit("usage: python -m autograder.sandbox -f CONNECTION_FILE [KERNEL_ARGS...]")
+        raise SystemExit("usage: python -m autograder.grading.sandbox -f CONNECTION_FILE [KERNEL_ARGS...]")
     cfg_path = os.environ.get(CONFIG_ENV)
     if not cfg_path:
         raise SystemExit(f"${CONFIG_ENV} is not set: this launcher is started by the grader, not by hand")

@@ -4,7 +4,7 @@ as system users, and each learner's share of the machine.
 ``hub/jupyterhub_config.py`` (``make hub``) puts these parts together; docs/HUB.md is the
 instructor's guide, and says what each part does not protect against.
 
-- :func:`~autograder.exchange.read_roster`: the class list, in nbgrader's student CSV (an ``id``
+- :func:`~autograder.classhub.exchange.read_roster`: the class list, in nbgrader's student CSV (an ``id``
   column, and optionally ``first_name``, ``last_name``, ``email``). It is the hub's allow-list,
   and ``rlhf-course exchange roster`` puts the same students in nbgrader's gradebook.
 - :class:`RosterAuthenticator`: JupyterHub's NativeAuthenticator with no sign-up page: the

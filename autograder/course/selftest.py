@@ -1,7 +1,7 @@
 """A fast check for lab authors: do the lab's tests pass on the solution and
 fail on the blank copy, silently?
 
-    python -m autograder.selftest solutions/lab1_sampling/lab1_sampling.ipynb
+    python -m autograder.course.selftest solutions/lab1_sampling/lab1_sampling.ipynb
 
 1. Executes the source notebook top to bottom (a fresh kernel, the lab's
    folder as working directory) and reports its wall time.
@@ -14,7 +14,7 @@ This is a developer's shortcut, not the grader: ``rlhf-course grade`` and
 ``tests/test_labs.py`` are the authority (hidden tests, sandbox, gradebook).
 Exit status 0 when every check holds.
 
-    python -m autograder.selftest --grade lab1_sampling [--solutions DIR] [--jobs N]
+    python -m autograder.course.selftest --grade lab1_sampling [--solutions DIR] [--jobs N]
 
 grades, through ``rlhf-course grade`` itself (sandbox, observe and judge),
 four copies of the lab: the solution (must earn full marks), the blank copy, a
@@ -25,6 +25,7 @@ different spelling (:func:`cheat_copy`; the last three must earn nothing).
 
 from __future__ import annotations
 
+import ast
 import copy
 import sys
 import time
@@ -34,11 +35,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbgrader.preprocessors import ClearSolutions
 
-
-def _is_test(cell) -> bool:
-    from .course import is_test_cell
-
-    return is_test_cell(cell)
+from autograder.cells import definitions, grade_id, is_test_cell
 
 
 def _execute(nb, cwd: Path, allow_errors: bool, timeout: int) -> float:
@@ -63,7 +60,7 @@ def _problems(cell) -> list[str]:
 def selftest(path: str, timeout: int = 300) -> int:
     src = Path(path)
     nb = nbformat.read(src, as_version=4)
-    tests = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if _is_test(c)]
+    tests = [grade_id(c) for c in nb.cells if is_test_cell(c)]
     print(f"{src}: {len(tests)} autograded test cells")
     ok = True
 
@@ -71,15 +68,15 @@ def selftest(path: str, timeout: int = 300) -> int:
     seconds = _execute(solved, src.parent, allow_errors=True, timeout=timeout)
     print(f"solution executed in {seconds:.1f} s")
     for cell in solved.cells:
-        if cell.cell_type == "code" and not _is_test(cell):
+        if cell.cell_type == "code" and not is_test_cell(cell):
             errs = [o for o in cell.get("outputs", []) if o.output_type == "error"]
             if errs:
                 ok = False
                 print(f"  ERROR in a non-test cell: {errs[0].ename}: {errs[0].evalue[:300]}\n    {cell.source[:120]!r}")
-        if _is_test(cell):
+        if is_test_cell(cell):
             problems = _problems(cell)
             ok &= not problems
-            print(f"  [{'ok' if not problems else 'FAIL'}] solution  {cell.metadata.nbgrader.grade_id}"
+            print(f"  [{'ok' if not problems else 'FAIL'}] solution  {grade_id(cell)}"
                   + "".join(f"\n        {p}" for p in problems))
 
     blank = copy.deepcopy(nb)
@@ -87,11 +84,11 @@ def selftest(path: str, timeout: int = 300) -> int:
     seconds = _execute(blank, src.parent, allow_errors=True, timeout=timeout)
     print(f"blank copy executed in {seconds:.1f} s")
     for cell in blank.cells:
-        if _is_test(cell):
+        if is_test_cell(cell):
             failed = any(o.output_type == "error" for o in cell.get("outputs", []))
             ok &= failed
             print(f"  [{'ok' if failed else 'FAIL: passes on the blank copy'}] blank     "
-                  f"{cell.metadata.nbgrader.grade_id}")
+                  f"{grade_id(cell)}")
     print("selftest:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
 
@@ -118,31 +115,28 @@ exec of the module's source, and its bytecode. None may earn a point in the grad
 
 def kit_modules(package: Path) -> dict[str, str]:
     """Top-level function or class name -> the kit module (``sampling``, ...) that defines it."""
-    import ast
-
     found: dict[str, str] = {}
     for path in sorted(package.glob("*.py")):
-        for stmt in ast.parse(path.read_text()).body:
-            if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
-                found.setdefault(stmt.name, path.stem)
+        for stmt in definitions(ast.parse(path.read_text())):
+            found.setdefault(stmt.name, path.stem)
     return found
 
 
 def cheat_copy(source_nb, released_nb, package: Path):
     """The released notebook with every graded function the kit also defines taken from the kit."""
-    from .answer_key import learner_names
+    from autograder.grading.answer_key import learner_names
 
     where = kit_modules(package)
     nb = copy.deepcopy(released_nb)
     names_by_cell = {}
     for cell in source_nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        gid = grade_id(cell)
         if gid and cell.metadata.nbgrader.get("solution") and cell.cell_type == "code":
             fake = nbformat.v4.new_notebook(cells=[cell])
             names_by_cell[gid] = [n for n in learner_names(fake) if n in where]
     n = 0
     for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        gid = grade_id(cell)
         if names_by_cell.get(gid):
             lines = []
             for name in names_by_cell[gid]:
@@ -169,19 +163,21 @@ def grade_check(lab: str, solutions: Path, jobs: int = 2) -> int:
 
     import rlhf_helpers
 
-    from . import course as C
-    from .grading import Settings, grade_class
+    from autograder.course.release import build_release
+    from autograder.labs import source_notebook
+    from autograder.grading.records import Settings
+    from autograder.grading.batch import grade_class
 
     with tempfile.TemporaryDirectory(prefix="rlhf-selftest-") as tmp:
         root = Path(tmp)
-        C.build_release(solutions, root / "released", [lab])
-        source = nbformat.read(C.source_notebook(solutions, lab), as_version=4)
+        build_release(solutions, root / "released", [lab])
+        source = nbformat.read(source_notebook(solutions, lab), as_version=4)
         released = nbformat.read(root / "released" / lab / f"{lab}.ipynb", as_version=4)
-        answers = {c.metadata.nbgrader["grade_id"]: c.source for c in source.cells
+        answers = {grade_id(c): c.source for c in source.cells
                    if c.metadata.get("nbgrader", {}).get("solution")}
         solved = copy.deepcopy(released)
         for cell in solved.cells:
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            gid = grade_id(cell)
             if gid in answers:
                 cell.source = answers[gid]
         copies = {"solution": solved, "blank": released, "stub": stub_copy(released),
@@ -194,7 +190,7 @@ def grade_check(lab: str, solutions: Path, jobs: int = 2) -> int:
         broken = []
         if graded.is_file():  # the rest of the lab must work in the box too (with the learner's own functions)
             for i, cell in enumerate(nbformat.read(graded, as_version=4).cells):
-                if cell.cell_type == "code" and not _is_test(cell):
+                if cell.cell_type == "code" and not is_test_cell(cell):
                     broken += [f"cell {i}: {o.ename}: {str(o.evalue)[:200]}" for o in cell.get("outputs", [])
                                if o.output_type == "error"]
     ok = True

@@ -7,7 +7,7 @@
   output that says so; the kernel is restarted, the cells that ran before are
   replayed to restore the learner's state, and grading goes on with the next
   cell. Every such event is written to a JSON side file for the ``reason``.
-  Test cells are *observed* there and *judged* here (:mod:`autograder.judge`):
+  Test cells are *observed* there and *judged* here (:mod:`autograder.grading.judge`):
   the kernel runs only each test's observation program, and after the run
   every test cell's outputs are replaced by the judge's verdict.
 * :class:`StrictSaveAutoGrades` scores a test cell by one rule: it passes when
@@ -30,13 +30,14 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from traitlets import Dict, Float, Integer, List, Unicode
 
-from nbgrader import utils
 from rlhf_helpers.observations import MIME
+
+from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, SaveAutoGrades
 
-from . import judge as J
-from .course import ANSI, is_test_cell, leaks
-from .worker import Settings
+from autograder.cells import ANSI, grade_id, is_test_cell, leaks
+from autograder.grading import judge as J
+from autograder.grading.records import Settings
 
 _LIMITS = Settings()  # the one home of the limits' defaults
 TIMEOUT_ENAME, DIED_ENAME, NOT_RUN_ENAME = J.TIMEOUT_ENAME, J.DIED_ENAME, J.NOT_RUN_ENAME
@@ -81,6 +82,8 @@ class SandboxExecute(Execute):
     budget = Float(float(_LIMITS.budget), help="seconds the whole notebook may run; later cells are not run").tag(config=True)
     max_restarts = Integer(3, help="kernel restarts (after a crash or timeout) before the rest is not run").tag(config=True)
     events_path = Unicode("", help="JSON file to record timeouts, crashes and skipped cells in").tag(config=True)
+    verdicts_path = Unicode("", help="JSON file to write each test's verdict to (grade_id -> passed, ename, message)"
+                            ).tag(config=True)
     memory_mb = Integer(0, help="memory cap of the kernel (for messages only)").tag(config=True)
     kernel_log = Unicode("", help="the sandboxed kernel's own stderr (quoted when it dies)").tag(config=True)
     tests = Dict(help="grade_id -> the lab source's test cell (hidden tests included); these are observed and judged").tag(config=True)
@@ -97,6 +100,7 @@ class SandboxExecute(Execute):
         self._restarts = 0
         self._stop_reason = ""
         self._observations: dict[int, list[dict]] = {}
+        self._verdicts: dict[str, dict] = {}
         self._programs = {gid: J.isolated(J.observation_program(src)) for gid, src in self.tests.items()}
         cells = [(self.tests[gid], True) if (gid := self._test_id(c)) is not None else (c.source, False)
                  for c in nb.cells if c.cell_type == "code"]
@@ -116,10 +120,12 @@ class SandboxExecute(Execute):
             return nb, resources
         finally:
             self._save_events()
+            if self.verdicts_path:
+                Path(self.verdicts_path).write_text(json.dumps(self._verdicts, indent=1))
 
     # -- observe inside, judge outside ----------------------------------------------
     def _test_id(self, cell) -> str | None:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        gid = grade_id(cell)
         return gid if is_test_cell(cell) and gid in self.tests else None
 
     def _run(self, cell, index: int, store_history: bool):
@@ -168,6 +174,7 @@ class SandboxExecute(Execute):
             cell, kept, errors = cells[gid]
             if verdict.passed:
                 cell.outputs = kept
+                self._verdicts[gid] = {"passed": True, "ename": None, "message": ""}
                 continue
             ename, message = verdict.ename, J.shown(verdict, late=gid in late)
             if ename == J.NOT_OBSERVED and errors:
@@ -177,13 +184,14 @@ class SandboxExecute(Execute):
                     f": {ANSI.sub('', str(e.get('evalue', '')))[:200]}"
                 message = f"this test stopped early in your notebook: {ename}{said}"
             cell.outputs = kept + [error_output(ename, message)]
+            self._verdicts[gid] = {"passed": False, "ename": ename, "message": message}
 
     def _save_provenance(self, nb) -> None:
         """What each graded function relied on (static, and as the kernel reported), and the
-        learner's code that reaches into the grading machinery (:mod:`autograder.provenance`)."""
+        learner's code that reaches into the grading machinery (:mod:`autograder.grading.provenance`)."""
         if not self.provenance_path:
             return
-        from . import provenance as P
+        from autograder.grading import provenance as P
 
         names = list(self.learner_names)
         ran: dict[str, set[str]] = {}
@@ -204,7 +212,7 @@ class SandboxExecute(Execute):
 
     # -- events ----------------------------------------------------------------
     def _event(self, kind: str, index: int, cell, detail: str) -> None:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        gid = grade_id(cell)
         self._events.append({"kind": kind, "cell": index, "grade_id": gid, "detail": detail})
 
     def _save_events(self) -> None:
@@ -305,22 +313,32 @@ def _is_observation(output) -> bool:
     return output.get("output_type") == "display_data" and MIME in (output.get("data") or {})
 
 
-def cell_passed(cell) -> bool:
-    """A test cell passes when its execution recorded no error."""
-    return not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+def read_verdicts(path: str | Path) -> dict[str, dict]:
+    """The verdicts :class:`SandboxExecute` wrote (none when the file is missing or unreadable)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 class StrictSaveAutoGrades(SaveAutoGrades):
-    """``SaveAutoGrades`` with one rule for test cells: full points unless an error was recorded."""
+    """``SaveAutoGrades`` with one rule for test cells: full points when the judge's verdict passed
+    (read from the verdicts :class:`SandboxExecute` wrote), else none; a test without a verdict scores 0."""
+
+    verdicts_path = Unicode("", help="the verdicts file SandboxExecute wrote").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        self._verdicts = read_verdicts(self.verdicts_path)
+        return super().preprocess(nb, resources)
 
     def _add_score(self, cell, resources) -> None:
-        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"], self.notebook_id,
+        grade = self.gradebook.find_grade(grade_id(cell), self.notebook_id,
                                           self.assignment_id, self.student_id)
         if utils.is_solution(cell) or cell.cell_type != "code":
             auto_score, _ = utils.determine_grade(cell, self.log)  # written answers: nbgrader's rule
         else:
             points = float(cell.metadata["nbgrader"]["points"])
-            auto_score = points if cell_passed(cell) else 0.0
+            auto_score = points if self._verdicts.get(grade_id(cell), {}).get("passed") else 0.0
         grade.auto_score = auto_score
         grade.needs_manual_grade = grade.manual_score is not None or auto_score is None
         self.gradebook.db.commit()
@@ -339,7 +357,7 @@ class HideHiddenTests(NbGraderPreprocessor):
     learner's code wrote once a hidden test has run.
 
     A test cell keeps only its verdict (the judge already reduced a hidden failure to its hint,
-    :func:`autograder.judge.hidden_failure`). From the first cell that holds hidden tests on, the
+    :func:`autograder.grading.judge.hidden_failure`). From the first cell that holds hidden tests on, the
     learner's code has seen hidden inputs, so what it prints or shows there and in every later
     cell is left out (a learner's own notebook shows it), and an error keeps only its type: any
     of them could carry the hidden tests' inputs out, encoded or not. Outputs that quote a hidden
@@ -376,7 +394,7 @@ class HideHiddenTests(NbGraderPreprocessor):
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
             return cell, resources
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        gid = grade_id(cell)
         holds_hidden = is_test_cell(cell) and (self.hidden.get(gid) or self.begin in cell.source)
         self._seen_hidden = getattr(self, "_seen_hidden", False) or bool(holds_hidden)
         outputs = list(cell.get("outputs", []))

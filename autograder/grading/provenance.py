@@ -3,7 +3,7 @@
 For every submission and graded function, :func:`provenance` lists
 
 * the kit callables (``rlhf_helpers...``) and library callables its code refers to, statically
-  and transitively (its helpers, aliases, decorators; :mod:`autograder.references`);
+  and transitively (its helpers, aliases, decorators; :mod:`autograder.grading.references`);
 * the kit callables that ran while its observations ran, *as reported by the learner's kernel*
   (``ran``): evidence the kernel could have switched off, so it may add a flag, never clear one.
 
@@ -15,9 +15,9 @@ and raises *flags* only for what an instructor should look at:
   ``__wrapped__``, ``sys.modules``, builtins, a class's ``__module__``, or a name built from
   strings for ``getattr``/``importlib``/``exec``/``eval`` (:func:`machinery_flags`).
 
-Copies are flagged by :mod:`autograder.similarity`. Nothing here takes a point away: the
+Copies are flagged by :mod:`autograder.grading.similarity`. Nothing here takes a point away: the
 instructor decides. What is refused outright is refused by the judge (ready-made equivalents,
-the kit's own answers) and by the box (:mod:`autograder.answer_key`).
+the kit's own answers) and by the box (:mod:`autograder.grading.answer_key`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 from dataclasses import asdict, dataclass, field
 
-from .references import END, Namespace, python_source
+from autograder.grading.references import END, Namespace, python_source
 
 KIT = "rlhf_helpers"
 MACHINERY_MODULES = ("rlhf_helpers.observations", "autograder", "nbgrader")

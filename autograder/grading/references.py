@@ -21,9 +21,9 @@ The result, a :class:`Reach`, lists the notebook bindings the function relies
 on (for the similarity report: a copy moved into a helper is still the
 function's code), the dotted names it reaches through imports, the attribute
 names it uses on other objects (``model.generate``) and the identifier-like
-strings it holds (``getattr(m, "generate")``). :mod:`autograder.judge` refuses
+strings it holds (``getattr(m, "generate")``). :mod:`autograder.grading.judge` refuses
 a graded function whose reach holds a ready-made equivalent;
-:mod:`autograder.provenance` reports the rest to the instructor.
+:mod:`autograder.grading.provenance` reports the rest to the instructor.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import builtins
 import symtable
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+
+from autograder.cells import DEFINITIONS
 
 END = (10**9, 0)
 """A position after every cell (the notebook as it stands at its end)."""
@@ -117,7 +119,7 @@ def _table_for(module_table: symtable.SymbolTable, node: ast.AST) -> symtable.Sy
     return None
 
 
-def _bound_here(stmt: ast.stmt) -> list[tuple[str, str, str | None]]:
+def bound_here(stmt: ast.stmt) -> list[tuple[str, str, str | None]]:
     """(name, kind, import path) for each name a top-level statement binds."""
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return [(stmt.name, "def", None)]
@@ -153,7 +155,7 @@ def _statements(body: Iterable[ast.stmt]) -> Iterator[ast.stmt]:
     """Top-level statements, including those inside top-level compound statements (not defs)."""
     for stmt in body:
         yield stmt
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(stmt, DEFINITIONS):
             continue
         for name in ("body", "orelse", "finalbody"):
             inner = getattr(stmt, name, None)
@@ -254,7 +256,7 @@ class Namespace:
             table = symtable.symtable(source, f"<cell {index}>", "exec")
             for number, stmt in enumerate(_statements(tree.body)):
                 pos = (index, number)
-                for name, kind, path in _bound_here(stmt):
+                for name, kind, path in bound_here(stmt):
                     own = _table_for(table, stmt) if kind in ("def", "class") else None
                     self.bindings.append(Binding(name, pos, kind, stmt, source, own, path))
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -336,7 +338,7 @@ class Namespace:
                     now += stmt.decorator_list + [d for d in stmt.args.defaults + stmt.args.kw_defaults if d is not None]
                     later += stmt.body
                 else:
-                    out.members |= {name for name, _kind, _path in _bound_here(stmt)}
+                    out.members |= {name for name, _kind, _path in bound_here(stmt)}
                     if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
                         out.members.add(stmt.target.id)  # a field: sem: float
                     now.append(stmt)
@@ -368,7 +370,7 @@ class Namespace:
         local: dict[str, str] = {}  # an import inside a function: what it names is used, under its local name
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                for name, _kind, path in _bound_here(node):
+                for name, _kind, path in bound_here(node):
                     if path and not path.startswith("."):
                         out.paths.add(path)
                         local[name] = path

@@ -38,7 +38,8 @@ from pathlib import Path
 from nbgrader.exchange.default import ExchangeCollect, ExchangeSubmit
 from nbgrader.utils import ignore_patterns
 
-from . import course as C
+from autograder.grading.gradebook import base_config, db_url, generate_assignment
+from autograder.labs import find_labs, tree_digest
 
 COURSE_ID = "rlhf-course"
 INSTRUCTOR_TOOLS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
@@ -111,7 +112,7 @@ def write_role_config(folder: Path, role: str, exchange_root: Path, course_id: s
     'learner': nbgrader's exchange, the student id from the hub's user name, the instructor tools
     off (and locked). 'instructor': the same exchange, the course folder ``~/course``, the tools on.
     Both: ``data/`` (the servers' ``JUPYTER_PATH``) holds the Python kernel spec, which loads
-    :mod:`autograder.memory_notice` so that a kernel stopped at the memory limit says why."""
+    :mod:`autograder.classhub.memory_notice` so that a kernel stopped at the memory limit says why."""
     if role not in ("learner", "instructor"):
         raise ValueError(f"role should be 'learner' or 'instructor', got {role!r}")
     on = role == "instructor"
@@ -124,7 +125,7 @@ def write_role_config(folder: Path, role: str, exchange_root: Path, course_id: s
         "c.CourseDirectory.root = os.path.join(os.environ['HOME'], 'course')" if on else
         "c.CourseDirectory.student_id = os.environ['JUPYTERHUB_USER']",
         # A submission readable by its learner and the exchange's group (the instructors) only.
-        "c.ExchangeFactory.submit = 'autograder.exchange.PrivateSubmit'",
+        "c.ExchangeFactory.submit = 'autograder.classhub.exchange.PrivateSubmit'",
     ]
     # jupyter-lsp scans for language servers at every start and the kit uses none: a class starts faster without.
     extensions = {"jupyter_lsp": False, **{name: on for name in INSTRUCTOR_EXTENSIONS}}
@@ -138,7 +139,7 @@ def write_role_config(folder: Path, role: str, exchange_root: Path, course_id: s
         "migrated": "written by rlhf-course exchange roles\n",
         "data/kernels/python3/kernel.json": json.dumps({
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                     "--InteractiveShellApp.extensions=autograder.memory_notice"],
+                     "--InteractiveShellApp.extensions=autograder.classhub.memory_notice"],
             "display_name": "Python 3 (ipykernel)", "language": "python", "metadata": {"debugger": True}}, indent=1),
     }
     for rel, text in files.items():
@@ -183,7 +184,7 @@ class PrivateSubmit(ExchangeSubmit):
 
 
 def _config(course: Path, exchange_root: Path, lab: str, course_id: str):
-    c = C.base_config(course)
+    c = base_config(course)
     c.CourseDirectory.course_id = course_id
     c.CourseDirectory.assignment_id = lab
     c.Exchange.root = str(exchange_root)
@@ -252,11 +253,11 @@ def check_exchange(exchange_root: Path) -> None:
 def release(course: Path, solutions: Path, labs: list[str], exchange_root: Path, course_id: str = COURSE_ID) -> None:
     """Generate each lab from ``solutions`` into ``course`` and release it to the exchange (again if released)."""
     check_exchange(exchange_root)
-    known = C.find_labs(solutions)
+    known = find_labs(solutions)
     for lab in labs:
         if lab not in known:
             raise ValueError(f"no lab {lab!r} in {solutions} (labs: {', '.join(known) or 'none'})")
-        C.generate_assignment(course, solutions, lab, force=True)
+        generate_assignment(course, solutions, lab, force=True)
         _run("ExchangeReleaseAssignment", course, exchange_root, lab, course_id, force=True)
 
 
@@ -282,7 +283,7 @@ def import_roster(course: Path, roster: Path) -> list[str]:
 
     students = read_roster(roster)
     course.mkdir(parents=True, exist_ok=True)
-    with Gradebook(C.db_url(course), COURSE_ID) as gradebook:
+    with Gradebook(db_url(course), COURSE_ID) as gradebook:
         for s in students:
             gradebook.update_or_create_student(s.id, first_name=s.first_name or None, last_name=s.last_name or None,
                                                email=s.email or None)
@@ -293,7 +294,7 @@ def return_feedback(course: Path, graded: Path, labs: list[str], exchange_root: 
                     course_id: str = COURSE_ID) -> list[tuple[str, str]]:
     """Release the feedback pages ``grade`` wrote under ``graded/feedback`` for the collected
     submissions of ``labs``; returns the (student, lab) pairs released."""
-    from .worker import Record
+    from autograder.grading.records import Record
 
     check_exchange(exchange_root)
     released = []
@@ -304,7 +305,7 @@ def return_feedback(course: Path, graded: Path, labs: list[str], exchange_root: 
             if not (submitted / "submission_secret.txt").is_file():
                 continue  # not a submission collected from the exchange
             result = graded / "results" / student / f"{lab}.json"
-            if not result.is_file() or not Record.load(result).is_for(C.tree_digest(submitted)):
+            if not result.is_file() or not Record.load(result).is_for(tree_digest(submitted)):
                 logging.getLogger(__name__).warning(
                     "%s/%s: the collected submission is not the one graded (grade again); no feedback released",
                     student, lab)

@@ -37,15 +37,12 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-CHECK_PREFIXES = ("assert_",)
-OBSERVERS = ("observe", "attempt")
-JUDGE_FLAG = "JUDGE"
+from autograder.cells import CHECK_PREFIXES, DEFINITIONS, FUNCTIONS, JUDGE_FLAG, OBSERVERS, hidden_ranges
+
 ISOLATED = "_rlhf_course_test"
 NOT_OBSERVED = "NotObserved"
 HANDED_OFF = "HandedOff"
 VALUES_FIRST = "ValuesFirst"
-HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
-HIDDEN_END = "### END HIDDEN TESTS"
 KERNEL_TYPE_CHECKS = ("isinstance", "issubclass", "type")
 """Calls a test cell must not make on the kernel's side: a type is decided by the judge."""
 
@@ -127,7 +124,7 @@ def _bound_names(tree: ast.AST) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             names.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        elif isinstance(node, DEFINITIONS):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
@@ -219,7 +216,7 @@ def observed_names(source: str) -> set[str]:
     except SyntaxError:
         return set()
     helpers = {stmt.name: {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-               for stmt in ast.walk(tree) if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))}
+               for stmt in ast.walk(tree) if isinstance(stmt, FUNCTIONS)}
     names: set[str] = set()
     for call in _observers_in(tree):
         names |= {n.id for n in ast.walk(call) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
@@ -265,14 +262,14 @@ def handoffs(cells: list[tuple[str, bool]], graded: dict[str, list[str]],
     """Graded names whose code, as the tests will call it, uses a ready-made equivalent, with the reason.
 
     ``cells`` are the notebook's code cells in order, as (source, is_test); the learner's cells
-    are read with names resolved as Python does (:mod:`autograder.references`): a function's
+    are read with names resolved as Python does (:mod:`autograder.grading.references`): a function's
     locals are its own, its free names are the notebook's bindings when the first test of it
     runs, and helpers, aliases and decorators are followed. ``graded`` maps each graded name to
     the dotted paths of its equivalents; the kit's own version (``from rlhf_helpers.sampling
     import top_k_filter``, in any spelling that names it) counts as one for every graded name,
     and so does any import bound to the graded name.
     """
-    from .references import END, Namespace
+    from autograder.grading.references import END, Namespace
 
     namespace = Namespace([None if is_test else source for source, is_test in cells])
     tests = first_tests(cells, list(graded))
@@ -466,20 +463,6 @@ def _failing_line(exc: BaseException, filename: str) -> int | None:
             return tb.tb_lineno
         tb = tb.tb_next
     return None
-
-
-def hidden_ranges(source: str) -> list[tuple[int, int]]:
-    """(first, last) line numbers (1-based) of each hidden-test section of a test cell."""
-    out, start = [], None
-    for number, line in enumerate(source.splitlines(), start=1):
-        if HIDDEN_BEGIN in line:
-            start = number
-        elif HIDDEN_END in line and start is not None:
-            out.append((start, number))
-            start = None
-    if start is not None:
-        out.append((start, 10**9))
-    return out
 
 
 def _in_hidden_part(source: str, line: int | None) -> bool:

@@ -25,12 +25,12 @@ an author can run it before a release.
 With ``--peers`` it also trains the kit's PPO beside classic TRL PPO (in an
 environment of its own, created once from the package registry), TRL's RLOO
 and GRPO, and lab 6's DPO, on one task, interleaved over seeds
-(:mod:`autograder.peers`)::
+(:mod:`autograder.bench.peers`)::
 
     rlhf-course bench --skip-labs --skip-grading --peers            # 3 seeds x 60 s each: about 25 minutes
 
 With ``--claims`` it re-runs every lab's solution on seeds 0-4 (each seed the run sets shifted by
-1000 times the seed, :mod:`autograder.claims`) and reports each claim of a learner copy that fails
+1000 times the seed, :mod:`autograder.course.claims`) and reports each claim of a learner copy that fails
 for some seed; the exit status is 1 then too::
 
     rlhf-course bench --skip-blocks --skip-labs --skip-grading --claims   # 40 runs, two at a time
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import course as C
+from autograder.labs import find_labs, source_notebook
 
 ALONE_BUDGET_S = 60
 LONG_LABS = {"lab7": 120}
@@ -197,14 +197,14 @@ def run_lab(path: Path, timeout: int = 600) -> float:
 
     import nbformat
 
-    from .selftest import _execute
+    from autograder.course.selftest import _execute
 
     nb = nbformat.read(path, as_version=4)
     return _execute(copy.deepcopy(nb), path.parent, allow_errors=True, timeout=timeout)
 
 
 def bench_lab(solutions: Path, lab: str, repeats: int, busy: bool) -> dict:
-    path = C.source_notebook(solutions, lab)
+    path = source_notebook(solutions, lab)
     times = [run_lab(path) for _ in range(repeats)]
     out = {"alone_s": round(statistics.median(times), 1), "alone_runs_s": [round(t, 1) for t in times],
            "budget_s": budget(lab)}
@@ -220,13 +220,13 @@ def bench_lab(solutions: Path, lab: str, repeats: int, busy: bool) -> dict:
 
 def bench_grading(solutions: Path, lab: str, jobs: int) -> dict:
     """Grade a class of the lab's blank and solution copies; wall time and each submission's seconds."""
-    from .grading import grade_class
-    from .worker import Settings
+    from autograder.grading.batch import grade_class
+    from autograder.grading.records import Settings
 
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-") as tmp:
         subs = Path(tmp) / "subs"
-        for student, nb in (("solution", C.source_notebook(solutions, lab)),
-                            ("blank", C.source_notebook(solutions.parent / "labs", lab))):
+        for student, nb in (("solution", source_notebook(solutions, lab)),
+                            ("blank", source_notebook(solutions.parent / "labs", lab))):
             (subs / student / lab).mkdir(parents=True)
             shutil.copy2(nb, subs / student / lab / f"{lab}.ipynb")
         t0 = time.perf_counter()
@@ -339,7 +339,7 @@ def claims_markdown(claims: dict) -> list[str]:
     seeds = ", ".join(map(str, claims["seeds"]))
     lines = ["## Claims of the learner copies, on seeds " + seeds, "",
              f"{claims['checked']} claims of {len(claims['labs'])} labs, each checked on every seed "
-             "(`autograder/claims.py`; a seed shifts every seed the run sets by 1000 times it).", ""]
+             "(`autograder/course/claims.py`; a seed shifts every seed the run sets by 1000 times it).", ""]
     if not claims["failing"]:
         return lines + ["Every claim held on every seed.", ""]
     lines += ["| claim | the learner copy says | fails on seeds | figures there |", "|---|---|---|---|"]
@@ -357,8 +357,8 @@ def claim_failures(report: Report) -> list[str]:
 
 
 def run_claims(solutions: Path, labs: list[str], seeds: list[int], jobs: int, progress=print) -> dict:
-    """Every claim of ``labs`` on every seed (:func:`autograder.claims.sweep`), summarised as plain data."""
-    from . import claims as K
+    """Every claim of ``labs`` on every seed (:func:`autograder.course.claims.sweep`), summarised as plain data."""
+    from autograder.course import claims as K
 
     verdicts = K.sweep(solutions, labs, seeds, jobs=jobs, progress=progress)
     failing = [{"lab": lab, "id": cid, "quote": vs[0].claim.quote,
@@ -372,10 +372,10 @@ def run(solutions: Path, out: Path, labs: list[str] | None, repeats: int, busy: 
         skip_blocks: bool, skip_labs: bool, skip_grading: bool, progress=print, peers: dict | None = None,
         claims: dict | None = None) -> Report:
     """Measure, write ``out``/BENCHMARKS.md and benchmarks.json; ``peers`` (keyword arguments of
-    :func:`autograder.peers.run_peers`, or None to skip) also trains the kit's PPO beside its peers;
+    :func:`autograder.bench.peers.run_peers`, or None to skip) also trains the kit's PPO beside its peers;
     ``claims`` (``{"seeds": [...], "jobs": n}``, or None) re-runs the labs' claims on those seeds."""
     report = Report(machine=machine())
-    lab_ids = labs or C.find_labs(solutions)
+    lab_ids = labs or find_labs(solutions)
     if not skip_blocks:
         progress("building blocks ...")
         report.blocks = blocks(repeats)
@@ -387,7 +387,7 @@ def run(solutions: Path, out: Path, labs: list[str] | None, repeats: int, busy: 
         progress(f"{lab}: graded with --jobs 1 and 2 ...")
         report.grading[lab] = {f"jobs{j}": bench_grading(solutions, lab, j) for j in (1, 2)}
     if peers is not None:
-        from .peers import run_peers
+        from autograder.bench.peers import run_peers
 
         report.peers = run_peers(progress=progress, **peers)
     if claims is not None:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import nbformat
 
-from . import answer_key as AK
+from autograder.grading import answer_key as AK
+from autograder.cells import definitions
 
 REPORT_AT = 0.5
 """Pairs at least this similar go into similarity.csv and the HTML report."""
@@ -159,9 +160,9 @@ def _keep(st: ast.stmt, live: set[str], local: set[str]) -> tuple[ast.stmt | Non
 def graded_code(sources: list[str], names: list[str]) -> str:
     """The learner's code for the graded ``names`` (answered ones only), as one text: each
     function with the notebook code it relies on (its helpers, aliases, decorators; see
-    :mod:`autograder.references`), so a copy moved into a helper or rebound under the graded
+    :mod:`autograder.grading.references`), so a copy moved into a helper or rebound under the graded
     name reads like a plain copy."""
-    from .references import Namespace
+    from autograder.grading.references import Namespace
 
     namespace = Namespace(list(sources))
     texts: list[str] = []
@@ -194,8 +195,7 @@ def kit_code(package: Path | None, names: list[str]) -> str:
     parts = []
     for path in sorted(package.glob("*.py")):
         text = path.read_text(encoding="utf-8")
-        defined = [stmt.name for stmt in ast.parse(text).body
-                   if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and stmt.name in names]
+        defined = [stmt.name for stmt in definitions(ast.parse(text)) if stmt.name in names]
         if defined:
             parts.append(graded_code([text], defined))
     return "\n\n".join(p for p in parts if p)
