@@ -534,8 +534,7 @@ def sample_bt_preferences(ref_probs: torch.Tensor, rewards: torch.Tensor, num_pa
     if ref_probs.dim() != 1 or rewards.shape != ref_probs.shape:
         raise ValueError(f"ref_probs and rewards should both have shape (K,), got {tuple(ref_probs.shape)} "
                          f"and {tuple(rewards.shape)}.")
-    if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
-        raise ValueError(f"num_pairs should be an int >= 1, got {num_pairs!r}.")
+    _args.integer(num_pairs, "num_pairs", minimum=1)
     draws = torch.multinomial(ref_probs.double(), 2 * num_pairs, replacement=True, generator=generator)
     first, second = draws[:num_pairs], draws[num_pairs:]
     p_first = torch.sigmoid(rewards.double()[first] - rewards.double()[second])

@@ -55,8 +55,7 @@ def best_of_n_kl_bound(n: int) -> float:
     Returns:
         A Python float (0.0 for n = 1).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n should be an int >= 1, got {n!r}.")
+    _args.integer(n, "n", minimum=1)
     return math.log(n) - (n - 1) / n
 
 
@@ -79,8 +78,7 @@ def best_of_n_probabilities(texts: Sequence[str], scores: torch.Tensor, n: int) 
     s = _args.tensor(scores, "scores", dim=1, floating=True).detach().double().cpu()
     if len(texts) != s.numel() or s.numel() == 0:
         raise ValueError(f"got {len(texts)} texts but {s.numel()} scores.")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n should be an int >= 1, got {n!r}.")
+    _args.integer(n, "n", minimum=1)
     M = s.numel()
     values, inverse, counts = torch.unique(s, return_inverse=True, return_counts=True)  # ascending
     upper = counts.cumsum(0).double() / M

@@ -250,8 +250,7 @@ def estimator_summary(p: torch.Tensor, q: torch.Tensor, num_samples: int,
     if p.dim() != 1:
         raise ValueError(f"p should be one distribution (1-D), got shape {tuple(p.shape)}.")
     _args.same_shape(p=p, q=q)
-    if not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples should be an int >= 2, got {num_samples!r}.")
+    _args.integer(num_samples, "num_samples", minimum=2)
     exact = float(kl_fn(p, q))  # first: the KL function checks that p and q are distributions
     x = torch.multinomial(p, num_samples, replacement=True, generator=generator)  # (N,)
     est = estimators(torch.log(p[x]), torch.log(q[x]))

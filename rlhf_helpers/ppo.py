@@ -179,10 +179,7 @@ class PPOConfig:
                 raise ValueError(f"PPOConfig: {msg}")
 
         for name in ("batch_size", "mini_batch_size", "ppo_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"PPOConfig: {name} should be an int, got {type(value).__name__} ({value!r}).")
-            need(value >= 1, f"{name} must be at least 1, got {value}.")
+            _args.integer(getattr(self, name), f"PPOConfig: {name}", minimum=1)
         need(self.mini_batch_size <= self.batch_size,
              f"mini_batch_size ({self.mini_batch_size}) must not exceed batch_size ({self.batch_size}).")
         need(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
@@ -890,8 +887,7 @@ class PPOTrainer:
         """
         from tqdm.auto import tqdm
 
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-            raise ValueError(f"num_steps should be a non-negative int, got {num_steps!r}.")
+        _args.integer(num_steps, "num_steps", minimum=0)
         if not isinstance(generation_kwargs, dict):
             raise TypeError(f"generation_kwargs should be a dict, got {type(generation_kwargs).__name__}.")
         history = []

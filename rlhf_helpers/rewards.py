@@ -47,6 +47,8 @@ from typing import Any
 
 import torch
 
+from rlhf_helpers import _args
+
 __all__ = [
     "LengthSampler",
     "REWARD_KINDS",
@@ -88,9 +90,8 @@ class LengthSampler:
     """
 
     def __init__(self, min_value: int, max_value: int, generator: torch.Generator | None = None):
-        for name, value in (("min_value", min_value), ("max_value", max_value)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} should be an int, got {type(value).__name__} ({value!r}).")
+        _args.integer(min_value, "min_value")
+        _args.integer(max_value, "max_value")
         if min_value < 1:
             raise ValueError(f"min_value must be at least 1 (a length of 0 tokens is empty), got {min_value}.")
         if min_value >= max_value:

@@ -63,8 +63,7 @@ SCALES = ("group", "batch", "none")
 
 def _groups(rewards: Any, num_generations: Any) -> tuple[torch.Tensor, int]:
     r = _args.tensor(rewards, "rewards", dim=1, floating=True)
-    if isinstance(num_generations, bool) or not isinstance(num_generations, int) or num_generations < 2:
-        raise ValueError(f"num_generations should be an int >= 2, got {num_generations!r}.")
+    _args.integer(num_generations, "num_generations", minimum=2)
     if r.numel() == 0 or r.numel() % num_generations:
         raise ValueError(f"rewards has {r.numel()} entries, not a positive multiple of num_generations={num_generations}.")
     return r.view(-1, num_generations), num_generations

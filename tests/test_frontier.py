@@ -20,8 +20,11 @@ def test_bound_values():
     assert best_of_n_kl_bound(1) == 0.0
     assert best_of_n_kl_bound(4) == pytest.approx(math.log(4) - 0.75)
     assert type(best_of_n_kl_bound(2)) is float
-    for bad in (0, -1, 2.0, True):
-        with pytest.raises(ValueError):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="n should be an int >= 1"):
+            best_of_n_kl_bound(bad)
+    for bad in (2.0, True):  # a wrong type is a TypeError, as rlhf_helpers._args promises
+        with pytest.raises(TypeError, match="n should be an int"):
             best_of_n_kl_bound(bad)
 
 
