@@ -42,8 +42,6 @@ from rlhf_helpers import _args
 
 __all__ = ["best_of_n_kl_bound", "best_of_n_probabilities", "best_of_n_curve", "sample_completions", "score_groups"]
 
-CARRIES: dict[str, list[str]] = {}
-
 
 def best_of_n_kl_bound(n: int) -> float:
     """The usual best-of-n KL to the reference, ``log n - (n - 1) / n`` (nats): exact for a continuous

@@ -34,7 +34,7 @@ Nothing here seeds or changes global state; randomness comes from the
 Lab 2 grades ``LengthSampler``, ``scores_from_pipe_outputs``, ``build_queries``,
 ``rollout`` and ``expected_reward``: while it is graded they are stubs in the
 sandbox's copy of this module. No other helper here holds their logic
-(``CARRIES`` is empty): ``pipeline_rewards`` and ``make_reward_fn`` call
+(so the module has no ``CARRIES``): ``pipeline_rewards`` and ``make_reward_fn`` call
 ``scores_from_pipe_outputs`` by name, looked up at call time, or the function
 given as ``scores_fn``; ``rollout_texts`` only joins strings.
 """
@@ -63,9 +63,6 @@ __all__ = [
 
 REWARD_KINDS: dict[str, str] = {"logit": "none", "probability": "softmax"}
 """Reward kinds and the pipeline's ``function_to_apply`` that gives each."""
-
-CARRIES: dict[str, list[str]] = {}
-"""Helpers that do a graded function's work under another name (none here; see the module docstring)."""
 
 
 # ----------------------------------------------------------------------------- lengths

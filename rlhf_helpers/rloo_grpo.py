@@ -56,8 +56,6 @@ from rlhf_helpers import _args
 __all__ = ["rloo_advantages", "grpo_advantages", "trl_reward_func", "rl_config", "prompt_dataset", "HeldOutCurve",
            "trl_logprobs", "position_ids_from_mask", "SCALES"]
 
-CARRIES: dict[str, list[str]] = {}
-
 SCALES = ("group", "batch", "none")
 
 

@@ -146,7 +146,7 @@ def test_pipeline_rewards_use_the_given_scores_fn(reward_pipe):
 
 
 def test_reward_helpers_in_lab2s_box_take_the_learners_function():
-    """In lab 2's sandbox copy of this module only the graded names are stubs (CARRIES is empty), and
+    """In lab 2's sandbox copy of this module only the graded names are stubs (the module has no CARRIES), and
     pipeline_rewards works there with the learner's scores_from_pipe_outputs passed as scores_fn."""
     from pathlib import Path
 
