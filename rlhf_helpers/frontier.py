@@ -137,7 +137,7 @@ def sample_completions(model: Any, tokenizer: Any, queries: Sequence[torch.Tenso
     """``m`` responses to each query, sampled from ``model`` (pure sampling by default), as Q lists of
     m texts (query + response, decoded without special tokens). Seeds its own sampling when ``seed``
     is given, leaving the caller's random state as it was."""
-    from rlhf_helpers.rewards import rollout
+    from rlhf_helpers.rewards import rollout, rollout_texts
 
     kwargs = dict(generation_kwargs or {"do_sample": True, "top_k": 0, "top_p": 1.0})
     repeated = [q for q in queries for _ in range(m)]
@@ -145,7 +145,7 @@ def sample_completions(model: Any, tokenizer: Any, queries: Sequence[torch.Tenso
         if seed is not None:
             torch.manual_seed(seed)
         rolls = rollout(model, tokenizer, repeated, length_sampler, kwargs)
-    texts = [r["query"] + r["response"] for r in rolls]
+    texts = rollout_texts(rolls)
     return [texts[i * m:(i + 1) * m] for i in range(len(queries))]
 
 

@@ -93,7 +93,7 @@ import torch.nn.functional as F
 
 from rlhf_helpers import _args
 from rlhf_helpers.models import frozen_copy
-from rlhf_helpers.rewards import LengthSampler, rollout
+from rlhf_helpers.rewards import LengthSampler, decoded_texts, rollout, rollout_texts
 from rlhf_helpers.sequences import (causal_lm_logprobs, entropy_from_logits, logprobs_from_logits, masked_mean,
                                     masked_whiten, pad_left, pad_token_id, position_ids_from_attention_mask)
 
@@ -710,8 +710,7 @@ def ppo_step(policy: ValueHeadModel, ref_model: torch.nn.Module, tokenizer: Any,
     outs = rollout(policy.pretrained_model, tokenizer, list(query_tensors), length_sampler, generation_kwargs)
     queries = [o["query_ids"] for o in outs]
     responses = [o["response_ids"] for o in outs]
-    texts = [tokenizer.decode(q, skip_special_tokens=True) + tokenizer.decode(r, skip_special_tokens=True)
-             for q, r in zip(queries, responses)]
+    texts = rollout_texts(outs)
     scores = reward_fn(texts)
     if not isinstance(scores, torch.Tensor):
         scores = torch.tensor([float(s) for s in scores])
@@ -897,8 +896,7 @@ class PPOTrainer:
             queries = query_fn()
             responses = self.generate(queries, **generation_kwargs)
             t1 = time.perf_counter()
-            texts = [self.tokenizer.decode(q, skip_special_tokens=True) + self.tokenizer.decode(r, skip_special_tokens=True)
-                     for q, r in zip(queries, responses)]
+            texts = decoded_texts(self.tokenizer, queries, responses)
             scores = reward_fn(texts)
             if not isinstance(scores, torch.Tensor):
                 scores = torch.tensor([float(s) for s in scores])

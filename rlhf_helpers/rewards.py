@@ -16,6 +16,7 @@ through ``transformers.pipeline("sentiment-analysis")``.
 ``build_queries``               the first ``n`` tokens of each text, ``n`` drawn per text
 ``rollout``                     queries -> sampled responses (one dict per query)
 ``rollout_texts``               query + response texts of rollouts (what is scored)
+``decoded_texts``               the same text from query and response token ids
 ``expected_reward``             the empirical mean reward and its standard error
 ==============================  ==================================================
 
@@ -58,6 +59,7 @@ __all__ = [
     "build_queries",
     "rollout",
     "rollout_texts",
+    "decoded_texts",
     "expected_reward",
 ]
 
@@ -338,6 +340,13 @@ def rollout(
 def rollout_texts(rollouts: list[dict]) -> list[str]:
     """``query + response`` for each rollout: the text the reward model reads."""
     return [r["query"] + r["response"] for r in rollouts]
+
+
+def decoded_texts(tokenizer: Any, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor]) -> list[str]:
+    """The text the reward model reads, from token ids: each query and its response decoded with special
+    tokens skipped, then joined (what :func:`rollout` decodes and :func:`rollout_texts` joins)."""
+    return [tokenizer.decode(q, skip_special_tokens=True) + tokenizer.decode(r, skip_special_tokens=True)
+            for q, r in zip(queries, responses)]
 
 
 # ----------------------------------------------------------------------------- estimates
