@@ -34,10 +34,10 @@ Nothing here seeds or changes global state; randomness comes from the
 
 Lab 2 grades ``LengthSampler``, ``scores_from_pipe_outputs``, ``build_queries``,
 ``rollout`` and ``expected_reward``: while it is graded they are stubs in the
-sandbox's copy of this module. No other helper here holds their logic
-(so the module has no ``CARRIES``): ``pipeline_rewards`` and ``make_reward_fn`` call
-``scores_from_pipe_outputs`` by name, looked up at call time, or the function
-given as ``scores_fn``; ``rollout_texts`` only joins strings.
+sandbox's copy of this module, and so are the two steps of ``rollout`` that
+:data:`CARRIES` names. No other helper here holds their logic: ``pipeline_rewards``
+and ``make_reward_fn`` call ``scores_from_pipe_outputs`` by name, looked up at call
+time, or the function given as ``scores_fn``; ``rollout_texts`` only joins strings.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ __all__ = [
     "decoded_texts",
     "expected_reward",
 ]
+
+CARRIES = {"_check_rollout_args": ["rollout"], "_cut_response": ["rollout"]}
+"""Helpers that do part of a graded function's work (lab 2's ``rollout``), stubbed with it while lab 2 is graded."""
 
 REWARD_KINDS: dict[str, str] = {"logit": "none", "probability": "softmax"}
 """Reward kinds and the pipeline's ``function_to_apply`` that gives each."""
@@ -257,6 +260,32 @@ def _eos_ids(model: Any, tokenizer: Any, generation_kwargs: dict) -> set[int]:
     return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
 
 
+def _check_rollout_args(query_tensors: Any, generation_kwargs: Any) -> None:
+    """:func:`rollout`'s argument checks: a list of non-empty 1-D long queries, and generation kwargs
+    that leave the length to the sampler."""
+    if not isinstance(query_tensors, (list, tuple)):
+        raise TypeError(f"query_tensors should be a list of 1-D tensors, got {type(query_tensors).__name__}.")
+    for i, q in enumerate(query_tensors):
+        if not isinstance(q, torch.Tensor) or q.dim() != 1 or q.numel() == 0 or q.dtype != torch.long:
+            desc = f"{type(q).__name__}" if not isinstance(q, torch.Tensor) else f"tensor {q.dtype} {tuple(q.shape)}"
+            raise ValueError(f"query_tensors[{i}] should be a non-empty 1-D torch.long tensor, got {desc}.")
+    if not isinstance(generation_kwargs, dict):
+        raise TypeError(f"generation_kwargs should be a dict, got {type(generation_kwargs).__name__}.")
+    for key in ("max_new_tokens", "max_length"):
+        if key in generation_kwargs:
+            raise ValueError(f"generation_kwargs must not set {key!r}: the response length comes from length_sampler.")
+
+
+def _cut_response(row: torch.Tensor, n: int, eos: set[int]) -> torch.Tensor:
+    """The first ``n`` new tokens of a generated row, cut after the first end-of-sequence token (which
+    is kept: ending is an action of the policy), so the padding after it goes."""
+    ids = row[:n]
+    hits = [j for j, t in enumerate(ids.tolist()) if t in eos]
+    if hits:
+        ids = ids[: hits[0] + 1]
+    return ids
+
+
 @torch.no_grad()
 def rollout(
     model: Any,
@@ -292,17 +321,7 @@ def rollout(
         ``"response_ids"`` (``torch.long``, shape ``(n_i',)`` with
         ``1 <= n_i' <= n_i``, on the CPU). The response never includes the query.
     """
-    if not isinstance(query_tensors, (list, tuple)):
-        raise TypeError(f"query_tensors should be a list of 1-D tensors, got {type(query_tensors).__name__}.")
-    for i, q in enumerate(query_tensors):
-        if not isinstance(q, torch.Tensor) or q.dim() != 1 or q.numel() == 0 or q.dtype != torch.long:
-            desc = f"{type(q).__name__}" if not isinstance(q, torch.Tensor) else f"tensor {q.dtype} {tuple(q.shape)}"
-            raise ValueError(f"query_tensors[{i}] should be a non-empty 1-D torch.long tensor, got {desc}.")
-    if not isinstance(generation_kwargs, dict):
-        raise TypeError(f"generation_kwargs should be a dict, got {type(generation_kwargs).__name__}.")
-    for key in ("max_new_tokens", "max_length"):
-        if key in generation_kwargs:
-            raise ValueError(f"generation_kwargs must not set {key!r}: the response length comes from length_sampler.")
+    _check_rollout_args(query_tensors, generation_kwargs)
     if not query_tensors:
         return []
     lengths = [int(length_sampler()) for _ in query_tensors]
@@ -323,10 +342,7 @@ def rollout(
     eos = _eos_ids(model, tokenizer, generation_kwargs)
     results = []
     for q, n, row in zip(query_tensors, lengths, generated):
-        ids = row[:n]
-        hits = [j for j, t in enumerate(ids.tolist()) if t in eos]
-        if hits:  # keep the first end-of-sequence token, drop the padding after it
-            ids = ids[: hits[0] + 1]
+        ids = _cut_response(row, n, eos)
         q_cpu = q.detach().cpu()
         results.append({
             "query": tokenizer.decode(q_cpu, skip_special_tokens=True),
