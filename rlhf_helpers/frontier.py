@@ -24,7 +24,8 @@ kept sample, under any scorer, and the KL of that choice to the samples.
 ``best_of_n_kl_bound(n)``                           ``log n - (n - 1) / n`` (graded in lab 7)
 ``best_of_n_probabilities(texts, scores, n)``      ``(M,)`` probability that each of M samples is the one kept
 ``best_of_n_curve(texts, select, values, ns)``     per n: expected value of the kept sample and its measured KL
-``sample_completions(model, tok, queries, m, ...)`` m sampled responses per query, as texts
+``sample_groups(model, tok, queries, m, ...)``      m sampled responses per query, as groups of texts
+``score_groups(score_fn, groups)``                 ``(Q, M)`` scores of those groups
 =================================================  =============================================================
 
 Nothing here seeds or changes global state at import.
@@ -40,7 +41,7 @@ import torch
 
 from rlhf_helpers import _args
 
-__all__ = ["best_of_n_kl_bound", "best_of_n_probabilities", "best_of_n_curve", "sample_completions", "score_groups"]
+__all__ = ["best_of_n_kl_bound", "best_of_n_probabilities", "best_of_n_curve", "sample_groups", "score_groups"]
 
 
 def best_of_n_kl_bound(n: int) -> float:
@@ -132,10 +133,11 @@ def best_of_n_curve(texts: Sequence[Sequence[str]], select_scores: torch.Tensor,
 
 
 @torch.no_grad()
-def sample_completions(model: Any, tokenizer: Any, queries: Sequence[torch.Tensor], m: int, length_sampler: Any,
+def sample_groups(model: Any, tokenizer: Any, queries: Sequence[torch.Tensor], m: int, length_sampler: Any,
                        generation_kwargs: dict | None = None, seed: int | None = 0) -> list[list[str]]:
-    """``m`` responses to each query, sampled from ``model`` (pure sampling by default), as Q lists of
-    m texts (query + response, decoded without special tokens). Seeds its own sampling when ``seed``
+    """``m`` responses to each query, sampled from ``model`` (pure sampling by default), as Q groups of
+    m texts (query + response, :func:`rlhf_helpers.rewards.rollout_texts`), for :func:`score_groups`.
+    (:func:`rlhf_helpers.sampling.sample_completions` samples continuations of prompt strings instead.) Seeds its own sampling when ``seed``
     is given, leaving the caller's random state as it was."""
     from rlhf_helpers.rewards import rollout, rollout_texts
 

@@ -11,7 +11,7 @@ from rlhf_helpers.frontier import (
     best_of_n_curve,
     best_of_n_kl_bound,
     best_of_n_probabilities,
-    sample_completions,
+    sample_groups,
     score_groups,
 )
 
@@ -75,16 +75,16 @@ def test_errors():
         best_of_n_curve([["a", "b"]], torch.zeros(2, 2), {}, [2])
 
 
-def test_sample_completions_keeps_the_callers_random_state():
+def test_sample_groups_keeps_the_callers_random_state():
     from rlhf_helpers.models import load_policy
     from rlhf_helpers.rewards import LengthSampler
 
     model, tok = load_policy(device="cpu")
     queries = [torch.tensor(tok.encode("i saw this film")), torch.tensor(tok.encode("the acting"))]
     state = torch.random.get_rng_state()
-    a = sample_completions(model, tok, queries, 3, LengthSampler(4, 5), seed=1)
+    a = sample_groups(model, tok, queries, 3, LengthSampler(4, 5), seed=1)
     assert torch.equal(state, torch.random.get_rng_state())
-    assert a == sample_completions(model, tok, queries, 3, LengthSampler(4, 5), seed=1)
+    assert a == sample_groups(model, tok, queries, 3, LengthSampler(4, 5), seed=1)
     assert len(a) == 2 and all(len(g) == 3 and all(t.startswith(tok.decode(q)) for t in g) for g, q in zip(a, queries))
     scores = score_groups(lambda texts: [float(len(t)) for t in texts], a)
     assert scores.shape == (2, 3) and scores[0, 0] == len(a[0][0])
