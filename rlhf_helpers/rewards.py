@@ -63,7 +63,7 @@ __all__ = [
     "expected_reward",
 ]
 
-CARRIES = {"_check_rollout_args": ["rollout"], "_cut_response": ["rollout"]}
+CARRIES = {"_check_rollout_args": ["rollout"], "_generate_batch": ["rollout"], "_cut_response": ["rollout"]}
 """Helpers that do part of a graded function's work (lab 2's ``rollout``), stubbed with it while lab 2 is graded."""
 
 REWARD_KINDS: dict[str, str] = {"logit": "none", "probability": "softmax"}
@@ -276,6 +276,26 @@ def _check_rollout_args(query_tensors: Any, generation_kwargs: Any) -> None:
             raise ValueError(f"generation_kwargs must not set {key!r}: the response length comes from length_sampler.")
 
 
+def _generate_batch(model: Any, tokenizer: Any, query_tensors: Sequence[torch.Tensor], max_new_tokens: int,
+                    generation_kwargs: dict) -> torch.Tensor:
+    """The new tokens ``model.generate`` writes after the left-padded queries, ``(N, <= max_new_tokens)`` on
+    the CPU, generated in eval mode (the model's mode is restored after)."""
+    from rlhf_helpers.sequences import pad_left, pad_token_id
+
+    pad_id = pad_token_id(tokenizer)
+    device = next(model.parameters()).device
+    input_ids, attention_mask = pad_left(query_tensors, pad_id)  # (N, T), left-padded
+    width = input_ids.shape[1]
+    kwargs = {"pad_token_id": pad_id, **generation_kwargs, "max_new_tokens": max_new_tokens}
+    was_training = model.training
+    model.eval()
+    try:
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
+    finally:
+        model.train(was_training)
+    return out[:, width:].cpu()  # (N, max n): new tokens only
+
+
 def _cut_response(row: torch.Tensor, n: int, eos: set[int]) -> torch.Tensor:
     """The first ``n`` new tokens of a generated row, cut after the first end-of-sequence token (which
     is kept: ending is an action of the policy), so the padding after it goes."""
@@ -325,20 +345,7 @@ def rollout(
     if not query_tensors:
         return []
     lengths = [int(length_sampler()) for _ in query_tensors]
-    from rlhf_helpers.sequences import pad_left, pad_token_id
-
-    pad_id = pad_token_id(tokenizer)
-    device = next(model.parameters()).device
-    input_ids, attention_mask = pad_left(query_tensors, pad_id)  # (N, T), left-padded
-    width = input_ids.shape[1]
-    kwargs = {"pad_token_id": pad_id, **generation_kwargs, "max_new_tokens": max(lengths)}
-    was_training = model.training
-    model.eval()
-    try:
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
-    finally:
-        model.train(was_training)
-    generated = out[:, width:].cpu()  # (N, max n): new tokens only
+    generated = _generate_batch(model, tokenizer, query_tensors, max(lengths), generation_kwargs)
     eos = _eos_ids(model, tokenizer, generation_kwargs)
     results = []
     for q, n, row in zip(query_tensors, lengths, generated):
