@@ -50,6 +50,16 @@ def positive_number(x: Any, name: str, *, allow_zero: bool = False, allow_inf: b
     return value
 
 
+def integer(x: Any, name: str, *, minimum: int | None = None, hint: str = "") -> int:
+    """``x`` if it is a Python int (a bool is refused), and ``>= minimum`` when one is given.
+    ``hint`` is added to the message of a value out of range."""
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise TypeError(f"{name} should be an int, got {type(x).__name__} ({x!r}).")
+    if minimum is not None and x < minimum:
+        raise ValueError(f"{name} should be an int >= {minimum}, got {x!r}." + (f" {hint}" if hint else ""))
+    return x
+
+
 def texts(x: Any, name: str) -> list[str]:
     """``x`` as a list of strings (a list or tuple of them; a single string is refused)."""
     if isinstance(x, str) or not isinstance(x, Sequence) or not all(isinstance(t, str) for t in x):

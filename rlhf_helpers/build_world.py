@@ -238,8 +238,6 @@ def build_world(out_dir: str | Path | None = None, seed: int = 0, quick: bool = 
     The report (also written to ``MANIFEST.json``) has ``gates_passed``: the
     quality gates are enforced for a full build and reported for ``quick=True``.
     """
-    from transformers import pipeline
-
     cfg = config or (WorldConfig.quick() if quick else WorldConfig())
     out = Path(out_dir) if out_dir else PACKAGE_WORLD
     tmp = out.with_name(out.name + ".building")
@@ -249,88 +247,117 @@ def build_world(out_dir: str | Path | None = None, seed: int = 0, quick: bool = 
     torch.set_num_threads(min(2, threads))  # same arithmetic on every 2+ core machine
     times: dict[str, float] = {}
     try:
-        t = time.perf_counter()
-        reviews = generate_reviews(cfg.n_train_reviews + cfg.n_test_reviews, seed=seed)
-        train, test = reviews[: cfg.n_train_reviews], reviews[cfg.n_train_reviews :]
-        write_jsonl_gz(tmp / "data" / "reviews_train.jsonl.gz", train)
-        write_jsonl_gz(tmp / "data" / "reviews_test.jsonl.gz", test)
-        times["reviews"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        policy_tok, reward_tok = train_tokenizer([r["text"] for r in train], cfg.vocab_size)
-        times["tokenizer"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        policy, perplexity = train_policy(policy_tok, [r["text"] for r in train], [r["text"] for r in test], cfg, seed)
-        policy.save_pretrained(tmp / "policy")
-        policy_tok.save_pretrained(tmp / "policy")
-        times["policy"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        reward, reward_metrics = train_reward_model(reward_tok, train, test, cfg, seed)
-        reward.save_pretrained(tmp / "reward")
-        reward_tok.save_pretrained(tmp / "reward")
-        times["reward"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        torch.manual_seed(seed + 2)
-        rng = random.Random(seed + 2)
-        pipe = pipeline("sentiment-analysis", model=reward, tokenizer=reward_tok, device="cpu")
-        train_prefixes = review_prefixes([r["text"] for r in train[: cfg.n_train_pairs]], rng)
-        test_prefixes = review_prefixes([r["text"] for r in test[: cfg.n_test_pairs]], rng)
-        pref_train = make_preference_records(policy, policy_tok, pipe, train_prefixes, cfg.pair_max_new_tokens,
-                                             desc="preference pairs (train)")
-        pref_test = make_preference_records(policy, policy_tok, pipe, test_prefixes, cfg.pair_max_new_tokens,
-                                            desc="preference pairs (test)")
-        write_jsonl_gz(tmp / "data" / "preferences_train.jsonl.gz", pref_train)
-        write_jsonl_gz(tmp / "data" / "preferences_test.jsonl.gz", pref_test)
-        pairs = [r for r in pref_train + pref_test if r["scores"][0] != r["scores"][1]]
-        chosen = [r["prefix"] + r["completions"][r["scores"][1] > r["scores"][0]] for r in pairs]
-        rejected = [r["prefix"] + r["completions"][r["scores"][1] <= r["scores"][0]] for r in pairs]
-        p_chosen = pipeline_rewards(pipe, chosen, kind="probability", batch_size=256).tolist()
-        p_rejected = pipeline_rewards(pipe, rejected, kind="probability", batch_size=256).tolist()
-        margin = sum(p_chosen) / len(pairs) - sum(p_rejected) / len(pairs)
-        samples = [p + cs[0] for p, cs in zip(test_prefixes[:6], sample_completions(
-            policy, policy_tok, test_prefixes[:6], 1, 32, desc="samples"))]
-        p_samples = pipeline_rewards(pipe, [r["prefix"] + c for r in pref_test for c in r["completions"]],
-                                     kind="probability", batch_size=256).tolist()
-        times["preferences"] = time.perf_counter() - t
+        built = _train_models(tmp, cfg, seed, times)
+        built.update(_preference_data(tmp, cfg, seed, built, times))
     finally:
         torch.set_num_threads(threads)
-
-    gates = {
-        f"reward accuracy >= {cfg.min_reward_accuracy}": reward_metrics["accuracy"] >= cfg.min_reward_accuracy,
-        f"policy perplexity <= {cfg.max_policy_perplexity}": perplexity <= cfg.max_policy_perplexity,
-        f"chosen - rejected P(POSITIVE) >= {cfg.min_pair_margin}": margin >= cfg.min_pair_margin,
-    }
-    report = {
-        "note": GENERATED_NOTE,
-        "seed": seed,
-        "quick": quick,
-        "config": asdict(cfg),
-        "policy": {"parameters": sum(p.numel() for p in policy.parameters()), "perplexity": round(perplexity, 3)},
-        "reward": {"parameters": sum(p.numel() for p in reward.parameters()),
-                   **{k: round(v, 4) for k, v in reward_metrics.items()}},
-        "preferences": {"train": len(pref_train), "test": len(pref_test), "ties": len(pref_train) + len(pref_test) - len(pairs),
-                        "mean_p_positive_chosen": round(sum(p_chosen) / len(pairs), 4),
-                        "mean_p_positive_rejected": round(sum(p_rejected) / len(pairs), 4),
-                        "margin": round(margin, 4),
-                        "policy_positive_share": round(sum(p > 0.5 for p in p_samples) / len(p_samples), 4)},
-        "samples": samples,
-        "seconds": {k: round(v, 1) for k, v in times.items()},
-        "gates": gates,
-        "gates_passed": all(gates.values()) or quick,
-    }
-    (tmp / "README.md").write_text(f"# The tiny model world\n\n{GENERATED_NOTE}\n\nSee MANIFEST.json for sizes, "
-                                   "quality and checksums, and rlhf_helpers/build_world.py for how it is built.\n")
-    files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
-    report["files"] = {str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}
-    (tmp / "MANIFEST.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    report = _report(cfg, seed, quick, built, times)
+    _write_manifest(tmp, report)
     if report["gates_passed"]:
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     _print_report(report, out if report["gates_passed"] else tmp)
     return report
+
+
+def _train_models(tmp: Path, cfg: WorldConfig, seed: int, times: dict[str, float]) -> dict:
+    """The reviews, the tokenizers, the policy and the reward model, each saved under ``tmp`` (timed into ``times``)."""
+    t = time.perf_counter()
+    reviews = generate_reviews(cfg.n_train_reviews + cfg.n_test_reviews, seed=seed)
+    train, test = reviews[: cfg.n_train_reviews], reviews[cfg.n_train_reviews :]
+    write_jsonl_gz(tmp / "data" / "reviews_train.jsonl.gz", train)
+    write_jsonl_gz(tmp / "data" / "reviews_test.jsonl.gz", test)
+    times["reviews"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    policy_tok, reward_tok = train_tokenizer([r["text"] for r in train], cfg.vocab_size)
+    times["tokenizer"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    policy, perplexity = train_policy(policy_tok, [r["text"] for r in train], [r["text"] for r in test], cfg, seed)
+    policy.save_pretrained(tmp / "policy")
+    policy_tok.save_pretrained(tmp / "policy")
+    times["policy"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reward, reward_metrics = train_reward_model(reward_tok, train, test, cfg, seed)
+    reward.save_pretrained(tmp / "reward")
+    reward_tok.save_pretrained(tmp / "reward")
+    times["reward"] = time.perf_counter() - t
+    return {"train": train, "test": test, "policy": policy, "policy_tok": policy_tok, "perplexity": perplexity,
+            "reward": reward, "reward_tok": reward_tok, "reward_metrics": reward_metrics}
+
+
+def _preference_data(tmp: Path, cfg: WorldConfig, seed: int, built: dict, times: dict[str, float]) -> dict:
+    """Preference pairs sampled from the policy and ranked by the reward model (saved under ``tmp``), and
+    the figures the quality gates read: the chosen-minus-rejected margin and a few samples."""
+    from transformers import pipeline
+
+    train, test, policy, policy_tok = built["train"], built["test"], built["policy"], built["policy_tok"]
+    t = time.perf_counter()
+    torch.manual_seed(seed + 2)
+    rng = random.Random(seed + 2)
+    pipe = pipeline("sentiment-analysis", model=built["reward"], tokenizer=built["reward_tok"], device="cpu")
+    train_prefixes = review_prefixes([r["text"] for r in train[: cfg.n_train_pairs]], rng)
+    test_prefixes = review_prefixes([r["text"] for r in test[: cfg.n_test_pairs]], rng)
+    pref_train = make_preference_records(policy, policy_tok, pipe, train_prefixes, cfg.pair_max_new_tokens,
+                                         desc="preference pairs (train)")
+    pref_test = make_preference_records(policy, policy_tok, pipe, test_prefixes, cfg.pair_max_new_tokens,
+                                        desc="preference pairs (test)")
+    write_jsonl_gz(tmp / "data" / "preferences_train.jsonl.gz", pref_train)
+    write_jsonl_gz(tmp / "data" / "preferences_test.jsonl.gz", pref_test)
+    pairs = [r for r in pref_train + pref_test if r["scores"][0] != r["scores"][1]]
+    chosen = [r["prefix"] + r["completions"][r["scores"][1] > r["scores"][0]] for r in pairs]
+    rejected = [r["prefix"] + r["completions"][r["scores"][1] <= r["scores"][0]] for r in pairs]
+    p_chosen = pipeline_rewards(pipe, chosen, kind="probability", batch_size=256).tolist()
+    p_rejected = pipeline_rewards(pipe, rejected, kind="probability", batch_size=256).tolist()
+    samples = [p + cs[0] for p, cs in zip(test_prefixes[:6], sample_completions(
+        policy, policy_tok, test_prefixes[:6], 1, 32, desc="samples"))]
+    p_samples = pipeline_rewards(pipe, [r["prefix"] + c for r in pref_test for c in r["completions"]],
+                                 kind="probability", batch_size=256).tolist()
+    times["preferences"] = time.perf_counter() - t
+    return {"pref_train": pref_train, "pref_test": pref_test, "pairs": len(pairs), "p_chosen": p_chosen,
+            "p_rejected": p_rejected, "samples": samples, "p_samples": p_samples}
+
+
+def _report(cfg: WorldConfig, seed: int, quick: bool, built: dict, times: dict[str, float]) -> dict:
+    """The world's report: its settings, sizes, quality figures and gates (``gates_passed``)."""
+    n_pairs, p_chosen, p_rejected, p_samples = built["pairs"], built["p_chosen"], built["p_rejected"], built["p_samples"]
+    margin = sum(p_chosen) / n_pairs - sum(p_rejected) / n_pairs
+    reward_metrics, perplexity = built["reward_metrics"], built["perplexity"]
+    n_records = len(built["pref_train"]) + len(built["pref_test"])
+    gates = {
+        f"reward accuracy >= {cfg.min_reward_accuracy}": reward_metrics["accuracy"] >= cfg.min_reward_accuracy,
+        f"policy perplexity <= {cfg.max_policy_perplexity}": perplexity <= cfg.max_policy_perplexity,
+        f"chosen - rejected P(POSITIVE) >= {cfg.min_pair_margin}": margin >= cfg.min_pair_margin,
+    }
+    return {
+        "note": GENERATED_NOTE,
+        "seed": seed,
+        "quick": quick,
+        "config": asdict(cfg),
+        "policy": {"parameters": sum(p.numel() for p in built["policy"].parameters()), "perplexity": round(perplexity, 3)},
+        "reward": {"parameters": sum(p.numel() for p in built["reward"].parameters()),
+                   **{k: round(v, 4) for k, v in reward_metrics.items()}},
+        "preferences": {"train": len(built["pref_train"]), "test": len(built["pref_test"]), "ties": n_records - n_pairs,
+                        "mean_p_positive_chosen": round(sum(p_chosen) / n_pairs, 4),
+                        "mean_p_positive_rejected": round(sum(p_rejected) / n_pairs, 4),
+                        "margin": round(margin, 4),
+                        "policy_positive_share": round(sum(p > 0.5 for p in p_samples) / len(p_samples), 4)},
+        "samples": built["samples"],
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "gates": gates,
+        "gates_passed": all(gates.values()) or quick,
+    }
+
+
+def _write_manifest(tmp: Path, report: dict) -> None:
+    """The world's README, and MANIFEST.json: the report with every file's checksum and size (added to ``report``)."""
+    (tmp / "README.md").write_text(f"# The tiny model world\n\n{GENERATED_NOTE}\n\nSee MANIFEST.json for sizes, "
+                                   "quality and checksums, and rlhf_helpers/build_world.py for how it is built.\n")
+    files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
+    report["files"] = {str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}
+    (tmp / "MANIFEST.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 def _print_report(report: dict, where: Path) -> None:

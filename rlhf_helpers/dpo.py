@@ -57,12 +57,10 @@ random number generators that ``DPOTrainer`` reseeds).
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import random
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +68,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhf_helpers import _args
+from rlhf_helpers._hf import kept_rng_state, no_dataset_bars
 from rlhf_helpers.sequences import pad_token_id, position_ids_from_attention_mask
 
 __all__ = [
@@ -417,33 +416,6 @@ class TRLLoss:
     rejected_reward: float
 
 
-@contextlib.contextmanager
-def _kept_rng_state() -> Iterator[None]:
-    """Restore Python's, NumPy's and torch's random state after the block (``DPOTrainer`` reseeds them)."""
-    import numpy as np
-
-    py, npy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
-        try:
-            yield
-        finally:
-            random.setstate(py)
-            np.random.set_state(npy)
-
-
-@contextlib.contextmanager
-def _no_dataset_bars() -> Iterator[None]:
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
-
-
 def trl_dpo_loss_on_batch(model, ref_model, tokenizer, pairs: Any, beta: float = 0.1) -> TRLLoss:
     """The DPO loss ``trl.DPOTrainer`` computes for ``pairs`` (``loss_type="sigmoid"``, the paper's).
 
@@ -465,7 +437,7 @@ def trl_dpo_loss_on_batch(model, ref_model, tokenizer, pairs: Any, beta: float =
     Returns:
         A :class:`TRLLoss`.
     """
-    with _kept_rng_state():  # the first import of TRL, and DPOTrainer itself, draw from or reseed the RNGs
+    with kept_rng_state():  # the first import of TRL, and DPOTrainer itself, draw from or reseed the RNGs
         return _trl_dpo_loss(model, ref_model, tokenizer, pairs, beta)
 
 
@@ -484,7 +456,7 @@ def _trl_dpo_loss(model, ref_model, tokenizer, pairs: Any, beta: float) -> TRLLo
     dataset = datasets.Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected})
     policy, reference = copy.deepcopy(model).eval(), copy.deepcopy(ref_model).eval()
     on_cpu = next(policy.parameters()).device.type == "cpu" or get_device() == "cpu"
-    with tempfile.TemporaryDirectory(prefix="trl-dpo-") as out, _no_dataset_bars(), warnings.catch_warnings():
+    with tempfile.TemporaryDirectory(prefix="trl-dpo-") as out, no_dataset_bars(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notices from building a throwaway trainer
         args = DPOConfig(output_dir=out, beta=beta, loss_type=["sigmoid"], use_cpu=on_cpu, bf16=False,
                          activation_checkpointing=False, report_to="none", max_length=None,
@@ -534,8 +506,7 @@ def sample_bt_preferences(ref_probs: torch.Tensor, rewards: torch.Tensor, num_pa
     if ref_probs.dim() != 1 or rewards.shape != ref_probs.shape:
         raise ValueError(f"ref_probs and rewards should both have shape (K,), got {tuple(ref_probs.shape)} "
                          f"and {tuple(rewards.shape)}.")
-    if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
-        raise ValueError(f"num_pairs should be an int >= 1, got {num_pairs!r}.")
+    _args.integer(num_pairs, "num_pairs", minimum=1)
     draws = torch.multinomial(ref_probs.double(), 2 * num_pairs, replacement=True, generator=generator)
     first, second = draws[:num_pairs], draws[num_pairs:]
     p_first = torch.sigmoid(rewards.double()[first] - rewards.double()[second])

@@ -179,9 +179,9 @@ def load_dpo_models(name_or_path: str, device: str = "cpu"):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlhf_helpers.models import _no_load_bars
+    from rlhf_helpers._hf import no_load_bars
 
-    with _no_load_bars():
+    with no_load_bars():
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForCausalLM.from_pretrained(name_or_path).to(device)
         ref_model = AutoModelForCausalLM.from_pretrained(name_or_path).to(device)
@@ -324,10 +324,10 @@ def save_and_reload(trainer, output_dir: str):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlhf_helpers.models import _no_load_bars
+    from rlhf_helpers._hf import no_load_bars
 
     trainer.save_model(output_dir)
-    with _no_load_bars():
+    with no_load_bars():
         model = AutoModelForCausalLM.from_pretrained(output_dir)
         tokenizer = AutoTokenizer.from_pretrained(output_dir)
     if tokenizer.pad_token is None:

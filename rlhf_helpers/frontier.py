@@ -24,7 +24,8 @@ kept sample, under any scorer, and the KL of that choice to the samples.
 ``best_of_n_kl_bound(n)``                           ``log n - (n - 1) / n`` (graded in lab 7)
 ``best_of_n_probabilities(texts, scores, n)``      ``(M,)`` probability that each of M samples is the one kept
 ``best_of_n_curve(texts, select, values, ns)``     per n: expected value of the kept sample and its measured KL
-``sample_completions(model, tok, queries, m, ...)`` m sampled responses per query, as texts
+``sample_groups(model, tok, queries, m, ...)``      m sampled responses per query, as groups of texts
+``score_groups(score_fn, groups)``                 ``(Q, M)`` scores of those groups
 =================================================  =============================================================
 
 Nothing here seeds or changes global state at import.
@@ -40,9 +41,7 @@ import torch
 
 from rlhf_helpers import _args
 
-__all__ = ["best_of_n_kl_bound", "best_of_n_probabilities", "best_of_n_curve", "sample_completions", "score_groups"]
-
-CARRIES: dict[str, list[str]] = {}
+__all__ = ["best_of_n_kl_bound", "best_of_n_probabilities", "best_of_n_curve", "sample_groups", "score_groups"]
 
 
 def best_of_n_kl_bound(n: int) -> float:
@@ -55,8 +54,7 @@ def best_of_n_kl_bound(n: int) -> float:
     Returns:
         A Python float (0.0 for n = 1).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n should be an int >= 1, got {n!r}.")
+    _args.integer(n, "n", minimum=1)
     return math.log(n) - (n - 1) / n
 
 
@@ -79,8 +77,7 @@ def best_of_n_probabilities(texts: Sequence[str], scores: torch.Tensor, n: int) 
     s = _args.tensor(scores, "scores", dim=1, floating=True).detach().double().cpu()
     if len(texts) != s.numel() or s.numel() == 0:
         raise ValueError(f"got {len(texts)} texts but {s.numel()} scores.")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n should be an int >= 1, got {n!r}.")
+    _args.integer(n, "n", minimum=1)
     M = s.numel()
     values, inverse, counts = torch.unique(s, return_inverse=True, return_counts=True)  # ascending
     upper = counts.cumsum(0).double() / M
@@ -136,12 +133,13 @@ def best_of_n_curve(texts: Sequence[Sequence[str]], select_scores: torch.Tensor,
 
 
 @torch.no_grad()
-def sample_completions(model: Any, tokenizer: Any, queries: Sequence[torch.Tensor], m: int, length_sampler: Any,
+def sample_groups(model: Any, tokenizer: Any, queries: Sequence[torch.Tensor], m: int, length_sampler: Any,
                        generation_kwargs: dict | None = None, seed: int | None = 0) -> list[list[str]]:
-    """``m`` responses to each query, sampled from ``model`` (pure sampling by default), as Q lists of
-    m texts (query + response, decoded without special tokens). Seeds its own sampling when ``seed``
+    """``m`` responses to each query, sampled from ``model`` (pure sampling by default), as Q groups of
+    m texts (query + response, :func:`rlhf_helpers.rewards.rollout_texts`), for :func:`score_groups`.
+    (:func:`rlhf_helpers.sampling.sample_completions` samples continuations of prompt strings instead.) Seeds its own sampling when ``seed``
     is given, leaving the caller's random state as it was."""
-    from rlhf_helpers.rewards import rollout
+    from rlhf_helpers.rewards import rollout, rollout_texts
 
     kwargs = dict(generation_kwargs or {"do_sample": True, "top_k": 0, "top_p": 1.0})
     repeated = [q for q in queries for _ in range(m)]
@@ -149,7 +147,7 @@ def sample_completions(model: Any, tokenizer: Any, queries: Sequence[torch.Tenso
         if seed is not None:
             torch.manual_seed(seed)
         rolls = rollout(model, tokenizer, repeated, length_sampler, kwargs)
-    texts = [r["query"] + r["response"] for r in rolls]
+    texts = rollout_texts(rolls)
     return [texts[i * m:(i + 1) * m] for i in range(len(queries))]
 
 

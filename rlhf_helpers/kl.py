@@ -250,8 +250,7 @@ def estimator_summary(p: torch.Tensor, q: torch.Tensor, num_samples: int,
     if p.dim() != 1:
         raise ValueError(f"p should be one distribution (1-D), got shape {tuple(p.shape)}.")
     _args.same_shape(p=p, q=q)
-    if not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples should be an int >= 2, got {num_samples!r}.")
+    _args.integer(num_samples, "num_samples", minimum=2)
     exact = float(kl_fn(p, q))  # first: the KL function checks that p and q are distributions
     x = torch.multinomial(p, num_samples, replacement=True, generator=generator)  # (N,)
     est = estimators(torch.log(p[x]), torch.log(q[x]))
@@ -365,7 +364,7 @@ def evaluate_reward_and_kl(model: Any, ref_model: Any, tokenizer: Any, query_ten
         ``"reward_mean"``, ``"reward_std_error"``, ``"kl"`` (``{name: mean}`` for each estimator),
         ``"kl_std_error"`` (``{name: standard error}``)``}``.
     """
-    from rlhf_helpers.rewards import rollout
+    from rlhf_helpers.rewards import rollout, rollout_texts
 
     estimators = kl_estimators if estimators is None else estimators
     kwargs = dict(generation_kwargs or {"do_sample": True, "top_k": 0, "top_p": 1.0})
@@ -377,7 +376,7 @@ def evaluate_reward_and_kl(model: Any, ref_model: Any, tokenizer: Any, query_ten
         rolls = rollout(lm, tokenizer, list(query_tensors), length_sampler, kwargs)
     queries = [r["query_ids"] for r in rolls]
     responses = [r["response_ids"] for r in rolls]
-    texts = [r["query"] + r["response"] for r in rolls]
+    texts = rollout_texts(rolls)
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32).cpu()
     pad = pad_token_id(tokenizer)
     logp = response_logprobs(lm, queries, responses, pad)

@@ -18,15 +18,14 @@ reward model   ``rlhf_helpers/world/reward``        ``lvwerra/distilbert-imdb``
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from rlhf_helpers._hf import no_load_bars
 from rlhf_helpers.config import REBUILD_HINT, Profile, get_device, get_profile, settle_threads
 
 
@@ -64,21 +63,6 @@ def verify_world_folder(folder: Path) -> None:
             )
 
 
-@contextlib.contextmanager
-def _no_load_bars() -> Iterator[None]:
-    """Hide transformers' "Loading weights" bars (they go to stderr, which
-    nbgrader counts against a test cell) and restore the setting after."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _source(profile: Profile, part: str) -> str:
     source = getattr(profile, part)
     if profile.offline:
@@ -101,7 +85,7 @@ def _from_pretrained(prof: Profile, part: str, model_class):
     source = _source(prof, part)
     what = {"policy": "policy", "reward": "reward model"}[part]
     try:
-        with _no_load_bars():
+        with no_load_bars():
             return model_class.from_pretrained(source), AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
         if prof.offline:

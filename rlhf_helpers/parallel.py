@@ -33,8 +33,6 @@ from typing import Any
 
 __all__ = ["run_side_by_side"]
 
-CARRIES: dict[str, list[str]] = {}
-
 POLL_S = 0.05
 """How often the kernel looks for finished copies."""
 

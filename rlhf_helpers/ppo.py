@@ -93,7 +93,7 @@ import torch.nn.functional as F
 
 from rlhf_helpers import _args
 from rlhf_helpers.models import frozen_copy
-from rlhf_helpers.rewards import LengthSampler, rollout
+from rlhf_helpers.rewards import LengthSampler, decoded_texts, rollout, rollout_texts
 from rlhf_helpers.sequences import (causal_lm_logprobs, entropy_from_logits, logprobs_from_logits, masked_mean,
                                     masked_whiten, pad_left, pad_token_id, position_ids_from_attention_mask)
 
@@ -120,10 +120,11 @@ __all__ = [
     "ppo_step",
 ]
 
-CARRIES = {"_last_token_index": ["kl_penalized_rewards"], "_policy_forward": ["ppo_step"], "ppo_update": ["ppo_step"]}
+CARRIES = {"_last_token_index": ["kl_penalized_rewards"], "_policy_forward": ["ppo_step"], "ppo_update": ["ppo_step"],
+           "_rollout_pass": ["ppo_step"], "_optimise": ["ppo_step"]}
 """Helpers that do a graded function's work under another name: the grader hides them with it
 (``_last_token_index`` is the part of :func:`kl_penalized_rewards` that places the score;
-:func:`ppo_update` and its forward pass are the update half of lab 3's :func:`ppo_step`, so
+:func:`ppo_update`, its forward pass and its two steps are the update half of lab 3's :func:`ppo_step`, so
 :meth:`PPOTrainer.step`, which calls it, raises while lab 3 is graded; lab 4 keeps the trainer)."""
 
 TRAINER_FUNCTIONS = ("kl_penalized_rewards", "compute_gae", "ppo_policy_loss", "ppo_value_loss")
@@ -179,10 +180,7 @@ class PPOConfig:
                 raise ValueError(f"PPOConfig: {msg}")
 
         for name in ("batch_size", "mini_batch_size", "ppo_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"PPOConfig: {name} should be an int, got {type(value).__name__} ({value!r}).")
-            need(value >= 1, f"{name} must be at least 1, got {value}.")
+            _args.integer(getattr(self, name), f"PPOConfig: {name}", minimum=1)
         need(self.mini_batch_size <= self.batch_size,
              f"mini_batch_size ({self.mini_batch_size}) must not exceed batch_size ({self.batch_size}).")
         need(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
@@ -613,7 +611,6 @@ def ppo_update(policy: ValueHeadModel, ref_model: torch.nn.Module, optimizer: to
     module's own, looked up now). Returns the stats dict described in
     :meth:`PPOTrainer.step` (without ``time_optimise``).
     """
-    cfg = config
     given = functions or {}
 
     def function(name: str) -> Callable[..., Any]:
@@ -622,44 +619,66 @@ def ppo_update(policy: ValueHeadModel, ref_model: torch.nn.Module, optimizer: to
 
     device = policy.device
     scores = _check_rollouts(query_tensors, response_tensors, scores).to(device)
-    beta = cfg.kl_coef if beta is None else float(beta)
-    B = len(query_tensors)
+    beta = config.kl_coef if beta is None else float(beta)
     input_ids, attention_mask, mask = pad_rollouts(query_tensors, response_tensors, pad_token_id, device)
-    R = mask.shape[1]
     policy.eval()  # no dropout: rollout and update log-probs agree
-
-    # 1. rollout pass
-    with torch.no_grad():
-        old_logprobs, old_values, ent, ref_logprobs = [], [], [], []
-        for idx in torch.arange(B).split(cfg.mini_batch_size):
-            lp, v, logits = _policy_forward(policy, input_ids[idx], attention_mask[idx], R)
-            old_logprobs.append(lp)
-            old_values.append(v)
-            ent.append(entropy_from_logits(logits))
-            ref_logprobs.append(causal_lm_logprobs(ref_model, input_ids[idx], attention_mask[idx], R))
-        old_logprobs, old_values = torch.cat(old_logprobs), torch.cat(old_values)
-        ref_logprobs, entropy = torch.cat(ref_logprobs), torch.cat(ent)
-
-        # 2. rewards and advantages
-        rewards = function("kl_penalized_rewards")(scores, old_logprobs, ref_logprobs, mask, beta)
-        advantages, returns = function("compute_gae")(rewards, old_values, mask, cfg.gamma, cfg.lam)
-        if cfg.whiten_advantages:
+    old = _rollout_pass(policy, ref_model, input_ids, attention_mask, mask.shape[1], config.mini_batch_size)
+    with torch.no_grad():  # 2. rewards and advantages
+        rewards = function("kl_penalized_rewards")(scores, old["logprobs"], old["ref_logprobs"], mask, beta)
+        advantages, returns = function("compute_gae")(rewards, old["values"], mask, config.gamma, config.lam)
+        if config.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
-        kl_per_seq = ((old_logprobs - ref_logprobs) * mask).sum(-1)  # (B,)
+        kl_per_seq = ((old["logprobs"] - old["ref_logprobs"]) * mask).sum(-1)  # (B,)
+    acc = _optimise(policy, optimizer, config, input_ids, attention_mask, mask, old, advantages, returns, generator,
+                    function("ppo_policy_loss"), function("ppo_value_loss"))
+    return {
+        "reward_mean": scores.mean().item(),
+        "reward_std": scores.std().item() if len(query_tensors) > 1 else 0.0,
+        "kl": kl_per_seq.mean().item(),
+        "kl_coef": beta,
+        "non_score_reward": (-beta * kl_per_seq).mean().item(),
+        "entropy": masked_mean(old["entropy"], mask).item(),
+        **{k: sum(v) / len(v) for k, v in acc.items()},
+        "advantage_mean": masked_mean(advantages, mask).item(),
+        "return_mean": masked_mean(returns, mask).item(),
+        "value_mean": masked_mean(old["values"], mask).item(),
+        "response_length": mask.sum(-1).float().mean().item(),
+    }
 
-    # 3. optimisation
-    policy_loss_fn, value_loss_fn = function("ppo_policy_loss"), function("ppo_value_loss")
+
+@torch.no_grad()
+def _rollout_pass(policy: ValueHeadModel, ref_model: torch.nn.Module, input_ids: torch.Tensor,
+                  attention_mask: torch.Tensor, R: int, mini_batch_size: int) -> dict[str, torch.Tensor]:
+    """Step 1 of :func:`ppo_update`: the policy's per-token log-probs, values and entropies and the
+    reference's log-probs of the sampled responses, each ``(B, R)``, in minibatches, without gradient."""
+    parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "values": [], "entropy": [], "ref_logprobs": []}
+    for idx in torch.arange(input_ids.shape[0]).split(mini_batch_size):
+        lp, v, logits = _policy_forward(policy, input_ids[idx], attention_mask[idx], R)
+        parts["logprobs"].append(lp)
+        parts["values"].append(v)
+        parts["entropy"].append(entropy_from_logits(logits))
+        parts["ref_logprobs"].append(causal_lm_logprobs(ref_model, input_ids[idx], attention_mask[idx], R))
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def _optimise(policy: ValueHeadModel, optimizer: torch.optim.Optimizer, cfg: PPOConfig, input_ids: torch.Tensor,
+              attention_mask: torch.Tensor, mask: torch.Tensor, old: dict[str, torch.Tensor], advantages: torch.Tensor,
+              returns: torch.Tensor, generator: torch.Generator | None, policy_loss_fn: Callable[..., torch.Tensor],
+              value_loss_fn: Callable[..., torch.Tensor]) -> dict[str, list[float]]:
+    """Step 3 of :func:`ppo_update`: ``cfg.ppo_epochs`` passes over shuffled minibatches, one optimiser
+    step each; returns each minibatch's losses and clip fractions, per stat."""
     acc: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "loss", "clip_fraction",
                                                      "value_clip_fraction", "approx_kl")}
     params = [p for p in policy.parameters() if p.requires_grad]
+    R = mask.shape[1]
     for _ in range(cfg.ppo_epochs):
-        perm = torch.randperm(B, generator=generator)
+        perm = torch.randperm(input_ids.shape[0], generator=generator)
         for idx in perm.split(cfg.mini_batch_size):
-            idx = idx.to(device)
+            idx = idx.to(policy.device)
             m = mask[idx]
             logprobs, values, _ = _policy_forward(policy, input_ids[idx], attention_mask[idx], R)
-            pg_loss = policy_loss_fn(logprobs, old_logprobs[idx], advantages[idx], m, cfg.cliprange)
-            vf_loss = value_loss_fn(values, old_values[idx], returns[idx], m, cfg.cliprange_value)
+            pg_loss = policy_loss_fn(logprobs, old["logprobs"][idx], advantages[idx], m, cfg.cliprange)
+            vf_loss = value_loss_fn(values, old["values"][idx], returns[idx], m, cfg.cliprange_value)
             loss = pg_loss + cfg.vf_coef * vf_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -667,29 +686,16 @@ def ppo_update(policy: ValueHeadModel, ref_model: torch.nn.Module, optimizer: to
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
-                log_ratio = logprobs - old_logprobs[idx]
+                log_ratio = logprobs - old["logprobs"][idx]
                 ratio = log_ratio.exp()
                 acc["policy_loss"].append(pg_loss.item())
                 acc["value_loss"].append(vf_loss.item())
                 acc["loss"].append(loss.item())
                 acc["clip_fraction"].append(masked_mean(((ratio - 1).abs() > cfg.cliprange).float(), m).item())
                 acc["value_clip_fraction"].append(
-                    masked_mean(((values - old_values[idx]).abs() > cfg.cliprange_value).float(), m).item())
+                    masked_mean(((values - old["values"][idx]).abs() > cfg.cliprange_value).float(), m).item())
                 acc["approx_kl"].append(masked_mean(0.5 * log_ratio ** 2, m).item())
-
-    return {
-        "reward_mean": scores.mean().item(),
-        "reward_std": scores.std().item() if B > 1 else 0.0,
-        "kl": kl_per_seq.mean().item(),
-        "kl_coef": beta,
-        "non_score_reward": (-beta * kl_per_seq).mean().item(),
-        "entropy": masked_mean(entropy, mask).item(),
-        **{k: sum(v) / len(v) for k, v in acc.items()},
-        "advantage_mean": masked_mean(advantages, mask).item(),
-        "return_mean": masked_mean(returns, mask).item(),
-        "value_mean": masked_mean(old_values, mask).item(),
-        "response_length": mask.sum(-1).float().mean().item(),
-    }
+    return acc
 
 
 def ppo_step(policy: ValueHeadModel, ref_model: torch.nn.Module, tokenizer: Any,
@@ -713,8 +719,7 @@ def ppo_step(policy: ValueHeadModel, ref_model: torch.nn.Module, tokenizer: Any,
     outs = rollout(policy.pretrained_model, tokenizer, list(query_tensors), length_sampler, generation_kwargs)
     queries = [o["query_ids"] for o in outs]
     responses = [o["response_ids"] for o in outs]
-    texts = [tokenizer.decode(q, skip_special_tokens=True) + tokenizer.decode(r, skip_special_tokens=True)
-             for q, r in zip(queries, responses)]
+    texts = rollout_texts(outs)
     scores = reward_fn(texts)
     if not isinstance(scores, torch.Tensor):
         scores = torch.tensor([float(s) for s in scores])
@@ -890,8 +895,7 @@ class PPOTrainer:
         """
         from tqdm.auto import tqdm
 
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-            raise ValueError(f"num_steps should be a non-negative int, got {num_steps!r}.")
+        _args.integer(num_steps, "num_steps", minimum=0)
         if not isinstance(generation_kwargs, dict):
             raise TypeError(f"generation_kwargs should be a dict, got {type(generation_kwargs).__name__}.")
         history = []
@@ -901,8 +905,7 @@ class PPOTrainer:
             queries = query_fn()
             responses = self.generate(queries, **generation_kwargs)
             t1 = time.perf_counter()
-            texts = [self.tokenizer.decode(q, skip_special_tokens=True) + self.tokenizer.decode(r, skip_special_tokens=True)
-                     for q, r in zip(queries, responses)]
+            texts = decoded_texts(self.tokenizer, queries, responses)
             scores = reward_fn(texts)
             if not isinstance(scores, torch.Tensor):
                 scores = torch.tensor([float(s) for s in scores])

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import random
 
+from rlhf_helpers import _args
+
 POSITIVE, NEGATIVE = 1, 0
 
 GENRES = ["comedy", "drama", "thriller", "horror film", "western", "romance", "war film",
@@ -121,8 +123,7 @@ class ReviewGrammar:
 
 def generate_reviews(n: int, seed: int = 0) -> list[dict]:
     """``n`` reviews ``{"text": str, "label": int}``, balanced, deterministic for ``seed``."""
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    _args.integer(n, "n", minimum=0)
     rng = random.Random(seed)
     grammar = ReviewGrammar(rng)
     out = []

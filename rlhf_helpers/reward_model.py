@@ -190,13 +190,13 @@ def trl_reward_loss(model: Any, tokenizer: Any, pairs: Any) -> TRLRewardLoss:
     import datasets
     from trl import RewardTrainer
 
-    from rlhf_helpers.dpo import _kept_rng_state, _no_dataset_bars
+    from rlhf_helpers._hf import kept_rng_state, no_dataset_bars
 
     rows = [pairs[i] for i in range(len(pairs))]
     if not rows:
         raise ValueError("pairs is empty.")
     dataset = datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in ("prompt", "chosen", "rejected")})
-    with _kept_rng_state(), tempfile.TemporaryDirectory(prefix="trl-rm-") as out, _no_dataset_bars(), \
+    with kept_rng_state(), tempfile.TemporaryDirectory(prefix="trl-rm-") as out, no_dataset_bars(), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")
         args = reward_config(out, per_device_train_batch_size=len(rows), max_length=None, logging_strategy="no",

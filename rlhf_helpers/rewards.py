@@ -16,6 +16,7 @@ through ``transformers.pipeline("sentiment-analysis")``.
 ``build_queries``               the first ``n`` tokens of each text, ``n`` drawn per text
 ``rollout``                     queries -> sampled responses (one dict per query)
 ``rollout_texts``               query + response texts of rollouts (what is scored)
+``decoded_texts``               the same text from query and response token ids
 ``expected_reward``             the empirical mean reward and its standard error
 ==============================  ==================================================
 
@@ -33,10 +34,10 @@ Nothing here seeds or changes global state; randomness comes from the
 
 Lab 2 grades ``LengthSampler``, ``scores_from_pipe_outputs``, ``build_queries``,
 ``rollout`` and ``expected_reward``: while it is graded they are stubs in the
-sandbox's copy of this module. No other helper here holds their logic
-(``CARRIES`` is empty): ``pipeline_rewards`` and ``make_reward_fn`` call
-``scores_from_pipe_outputs`` by name, looked up at call time, or the function
-given as ``scores_fn``; ``rollout_texts`` only joins strings.
+sandbox's copy of this module, and so are the two steps of ``rollout`` that
+:data:`CARRIES` names. No other helper here holds their logic: ``pipeline_rewards``
+and ``make_reward_fn`` call ``scores_from_pipe_outputs`` by name, looked up at call
+time, or the function given as ``scores_fn``; ``rollout_texts`` only joins strings.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from typing import Any
 
 import torch
 
+from rlhf_helpers import _args
+
 __all__ = [
     "LengthSampler",
     "REWARD_KINDS",
@@ -56,14 +59,15 @@ __all__ = [
     "build_queries",
     "rollout",
     "rollout_texts",
+    "decoded_texts",
     "expected_reward",
 ]
 
+CARRIES = {"_check_rollout_args": ["rollout"], "_generate_batch": ["rollout"], "_cut_response": ["rollout"]}
+"""Helpers that do part of a graded function's work (lab 2's ``rollout``), stubbed with it while lab 2 is graded."""
+
 REWARD_KINDS: dict[str, str] = {"logit": "none", "probability": "softmax"}
 """Reward kinds and the pipeline's ``function_to_apply`` that gives each."""
-
-CARRIES: dict[str, list[str]] = {}
-"""Helpers that do a graded function's work under another name (none here; see the module docstring)."""
 
 
 # ----------------------------------------------------------------------------- lengths
@@ -88,9 +92,8 @@ class LengthSampler:
     """
 
     def __init__(self, min_value: int, max_value: int, generator: torch.Generator | None = None):
-        for name, value in (("min_value", min_value), ("max_value", max_value)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} should be an int, got {type(value).__name__} ({value!r}).")
+        _args.integer(min_value, "min_value")
+        _args.integer(max_value, "max_value")
         if min_value < 1:
             raise ValueError(f"min_value must be at least 1 (a length of 0 tokens is empty), got {min_value}.")
         if min_value >= max_value:
@@ -257,6 +260,52 @@ def _eos_ids(model: Any, tokenizer: Any, generation_kwargs: dict) -> set[int]:
     return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
 
 
+def _check_rollout_args(query_tensors: Any, generation_kwargs: Any) -> None:
+    """:func:`rollout`'s argument checks: a list of non-empty 1-D long queries, and generation kwargs
+    that leave the length to the sampler."""
+    if not isinstance(query_tensors, (list, tuple)):
+        raise TypeError(f"query_tensors should be a list of 1-D tensors, got {type(query_tensors).__name__}.")
+    for i, q in enumerate(query_tensors):
+        if not isinstance(q, torch.Tensor) or q.dim() != 1 or q.numel() == 0 or q.dtype != torch.long:
+            desc = f"{type(q).__name__}" if not isinstance(q, torch.Tensor) else f"tensor {q.dtype} {tuple(q.shape)}"
+            raise ValueError(f"query_tensors[{i}] should be a non-empty 1-D torch.long tensor, got {desc}.")
+    if not isinstance(generation_kwargs, dict):
+        raise TypeError(f"generation_kwargs should be a dict, got {type(generation_kwargs).__name__}.")
+    for key in ("max_new_tokens", "max_length"):
+        if key in generation_kwargs:
+            raise ValueError(f"generation_kwargs must not set {key!r}: the response length comes from length_sampler.")
+
+
+def _generate_batch(model: Any, tokenizer: Any, query_tensors: Sequence[torch.Tensor], max_new_tokens: int,
+                    generation_kwargs: dict) -> torch.Tensor:
+    """The new tokens ``model.generate`` writes after the left-padded queries, ``(N, <= max_new_tokens)`` on
+    the CPU, generated in eval mode (the model's mode is restored after)."""
+    from rlhf_helpers.sequences import pad_left, pad_token_id
+
+    pad_id = pad_token_id(tokenizer)
+    device = next(model.parameters()).device
+    input_ids, attention_mask = pad_left(query_tensors, pad_id)  # (N, T), left-padded
+    width = input_ids.shape[1]
+    kwargs = {"pad_token_id": pad_id, **generation_kwargs, "max_new_tokens": max_new_tokens}
+    was_training = model.training
+    model.eval()
+    try:
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
+    finally:
+        model.train(was_training)
+    return out[:, width:].cpu()  # (N, max n): new tokens only
+
+
+def _cut_response(row: torch.Tensor, n: int, eos: set[int]) -> torch.Tensor:
+    """The first ``n`` new tokens of a generated row, cut after the first end-of-sequence token (which
+    is kept: ending is an action of the policy), so the padding after it goes."""
+    ids = row[:n]
+    hits = [j for j, t in enumerate(ids.tolist()) if t in eos]
+    if hits:
+        ids = ids[: hits[0] + 1]
+    return ids
+
+
 @torch.no_grad()
 def rollout(
     model: Any,
@@ -292,41 +341,15 @@ def rollout(
         ``"response_ids"`` (``torch.long``, shape ``(n_i',)`` with
         ``1 <= n_i' <= n_i``, on the CPU). The response never includes the query.
     """
-    if not isinstance(query_tensors, (list, tuple)):
-        raise TypeError(f"query_tensors should be a list of 1-D tensors, got {type(query_tensors).__name__}.")
-    for i, q in enumerate(query_tensors):
-        if not isinstance(q, torch.Tensor) or q.dim() != 1 or q.numel() == 0 or q.dtype != torch.long:
-            desc = f"{type(q).__name__}" if not isinstance(q, torch.Tensor) else f"tensor {q.dtype} {tuple(q.shape)}"
-            raise ValueError(f"query_tensors[{i}] should be a non-empty 1-D torch.long tensor, got {desc}.")
-    if not isinstance(generation_kwargs, dict):
-        raise TypeError(f"generation_kwargs should be a dict, got {type(generation_kwargs).__name__}.")
-    for key in ("max_new_tokens", "max_length"):
-        if key in generation_kwargs:
-            raise ValueError(f"generation_kwargs must not set {key!r}: the response length comes from length_sampler.")
+    _check_rollout_args(query_tensors, generation_kwargs)
     if not query_tensors:
         return []
     lengths = [int(length_sampler()) for _ in query_tensors]
-    from rlhf_helpers.sequences import pad_left, pad_token_id
-
-    pad_id = pad_token_id(tokenizer)
-    device = next(model.parameters()).device
-    input_ids, attention_mask = pad_left(query_tensors, pad_id)  # (N, T), left-padded
-    width = input_ids.shape[1]
-    kwargs = {"pad_token_id": pad_id, **generation_kwargs, "max_new_tokens": max(lengths)}
-    was_training = model.training
-    model.eval()
-    try:
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
-    finally:
-        model.train(was_training)
-    generated = out[:, width:].cpu()  # (N, max n): new tokens only
+    generated = _generate_batch(model, tokenizer, query_tensors, max(lengths), generation_kwargs)
     eos = _eos_ids(model, tokenizer, generation_kwargs)
     results = []
     for q, n, row in zip(query_tensors, lengths, generated):
-        ids = row[:n]
-        hits = [j for j, t in enumerate(ids.tolist()) if t in eos]
-        if hits:  # keep the first end-of-sequence token, drop the padding after it
-            ids = ids[: hits[0] + 1]
+        ids = _cut_response(row, n, eos)
         q_cpu = q.detach().cpu()
         results.append({
             "query": tokenizer.decode(q_cpu, skip_special_tokens=True),
@@ -340,6 +363,13 @@ def rollout(
 def rollout_texts(rollouts: list[dict]) -> list[str]:
     """``query + response`` for each rollout: the text the reward model reads."""
     return [r["query"] + r["response"] for r in rollouts]
+
+
+def decoded_texts(tokenizer: Any, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor]) -> list[str]:
+    """The text the reward model reads, from token ids: each query and its response decoded with special
+    tokens skipped, then joined (what :func:`rollout` decodes and :func:`rollout_texts` joins)."""
+    return [tokenizer.decode(q, skip_special_tokens=True) + tokenizer.decode(r, skip_special_tokens=True)
+            for q, r in zip(queries, responses)]
 
 
 # ----------------------------------------------------------------------------- estimates

@@ -56,15 +56,12 @@ from rlhf_helpers import _args
 __all__ = ["rloo_advantages", "grpo_advantages", "trl_reward_func", "rl_config", "prompt_dataset", "HeldOutCurve",
            "trl_logprobs", "position_ids_from_mask", "SCALES"]
 
-CARRIES: dict[str, list[str]] = {}
-
 SCALES = ("group", "batch", "none")
 
 
 def _groups(rewards: Any, num_generations: Any) -> tuple[torch.Tensor, int]:
     r = _args.tensor(rewards, "rewards", dim=1, floating=True)
-    if isinstance(num_generations, bool) or not isinstance(num_generations, int) or num_generations < 2:
-        raise ValueError(f"num_generations should be an int >= 2, got {num_generations!r}.")
+    _args.integer(num_generations, "num_generations", minimum=2)
     if r.numel() == 0 or r.numel() % num_generations:
         raise ValueError(f"rewards has {r.numel()} entries, not a positive multiple of num_generations={num_generations}.")
     return r.view(-1, num_generations), num_generations

@@ -105,8 +105,7 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
         A new tensor, same shape and dtype.
     """
     _args.tensor(logits, "logits", dim=(1, 2), floating=True)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be a non-negative int (0 keeps all tokens), got {k!r}")
+    _args.integer(k, "k", minimum=0, hint="(0 keeps all tokens)")
     if k == 0 or k >= logits.shape[-1]:
         return logits.clone()
     x, squeeze = _as_2d(logits)
@@ -188,9 +187,7 @@ class TokenBiasProcessor(LogitsProcessor):
             raise TypeError("token_bias should be a dict {token_id (int >= 0): bias (float)}")
         self.token_bias = {int(t): float(b) for t, b in token_bias.items()}
         self.steps = None if steps is None else {int(s) for s in steps}
-        if not isinstance(prompt_length, int) or prompt_length < 0:
-            raise ValueError(f"prompt_length must be a non-negative int, got {prompt_length!r}")
-        self.prompt_length = prompt_length
+        self.prompt_length = _args.integer(prompt_length, "prompt_length", minimum=0)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         """``scores``: ``(B, V)`` logits for the next token; returns a new ``(B, V)`` tensor."""

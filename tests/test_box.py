@@ -37,7 +37,7 @@ ALIASES: dict[str, list[str]] = {
         "from rlhf_helpers.sampling import generate_ids as f; f(None, None, 'x')",
         "from rlhf_helpers.sampling import sample_completions as f; f(None, None, ['x'], 1, 4)",
         "from rlhf_helpers.sampling import beam_search as f; f(None, None, 1, 1)",
-        "from rlhf_helpers.frontier import sample_completions as f; f(None, None, [], 1, None)",
+        "from rlhf_helpers.frontier import sample_groups as f; f(None, None, [], 1, None)",
         "from rlhf_helpers.rewards import rollout as f; f(None, None, [], None)",
     ],
     "lab2_rewards": [
@@ -47,7 +47,7 @@ ALIASES: dict[str, list[str]] = {
         "from rlhf_helpers.ppo import LengthSampler as f; f(2, 8)()",
         "from rlhf_helpers.kl import estimator_summary as f; f(p[0], p[1], 10)",
         "from rlhf_helpers.finetune import positive_scores",
-        "from rlhf_helpers.frontier import sample_completions",
+        "from rlhf_helpers.frontier import sample_groups",
         "from rlhf_helpers import data; data.make_preference_records(None, None, None, ['x'], 4)",
     ],
     "lab3_ppo": [

@@ -11,7 +11,7 @@ from rlhf_helpers.frontier import (
     best_of_n_curve,
     best_of_n_kl_bound,
     best_of_n_probabilities,
-    sample_completions,
+    sample_groups,
     score_groups,
 )
 
@@ -20,8 +20,11 @@ def test_bound_values():
     assert best_of_n_kl_bound(1) == 0.0
     assert best_of_n_kl_bound(4) == pytest.approx(math.log(4) - 0.75)
     assert type(best_of_n_kl_bound(2)) is float
-    for bad in (0, -1, 2.0, True):
-        with pytest.raises(ValueError):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="n should be an int >= 1"):
+            best_of_n_kl_bound(bad)
+    for bad in (2.0, True):  # a wrong type is a TypeError, as rlhf_helpers._args promises
+        with pytest.raises(TypeError, match="n should be an int"):
             best_of_n_kl_bound(bad)
 
 
@@ -72,16 +75,16 @@ def test_errors():
         best_of_n_curve([["a", "b"]], torch.zeros(2, 2), {}, [2])
 
 
-def test_sample_completions_keeps_the_callers_random_state():
+def test_sample_groups_keeps_the_callers_random_state():
     from rlhf_helpers.models import load_policy
     from rlhf_helpers.rewards import LengthSampler
 
     model, tok = load_policy(device="cpu")
     queries = [torch.tensor(tok.encode("i saw this film")), torch.tensor(tok.encode("the acting"))]
     state = torch.random.get_rng_state()
-    a = sample_completions(model, tok, queries, 3, LengthSampler(4, 5), seed=1)
+    a = sample_groups(model, tok, queries, 3, LengthSampler(4, 5), seed=1)
     assert torch.equal(state, torch.random.get_rng_state())
-    assert a == sample_completions(model, tok, queries, 3, LengthSampler(4, 5), seed=1)
+    assert a == sample_groups(model, tok, queries, 3, LengthSampler(4, 5), seed=1)
     assert len(a) == 2 and all(len(g) == 3 and all(t.startswith(tok.decode(q)) for t in g) for g, q in zip(a, queries))
     scores = score_groups(lambda texts: [float(len(t)) for t in texts], a)
     assert scores.shape == (2, 3) and scores[0, 0] == len(a[0][0])

@@ -23,5 +23,5 @@ def test_balanced_labels_and_features():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="non-negative int"):
+    with pytest.raises(ValueError, match="n should be an int >= 0"):
         generate_reviews(-1)

@@ -162,10 +162,11 @@ def dpo_step(repeats: int) -> dict:
 
     from rlhf_helpers.config import get_profile
     from rlhf_helpers.data import load_preference_pairs
-    from rlhf_helpers.models import _no_load_bars, _source
+    from rlhf_helpers._hf import no_load_bars
+    from rlhf_helpers.models import _source
 
     source = _source(get_profile(None), "policy")
-    with _no_load_bars():
+    with no_load_bars():
         tok = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source)
     tok.pad_token = tok.pad_token or tok.eos_token
