@@ -1,9 +1,12 @@
-"""Shared pytest set-up: offline by default, GPU tests skipped without a GPU."""
+"""Shared pytest set-up: offline by default, GPU tests skipped without a GPU, and every test that
+starts a kernel, a sandbox, a grader or a browser marked ``slow`` (else it fails and says so:
+``make test-fast`` stays fast)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,46 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+HEAVY = ("bwrap", "ipykernel_launcher", "autograder.grading.sandbox", "autograder.grading.worker", "jupyter-lab",
+         "jupyterhub", "chromium", "playwright")
+"""Words in a command line that start a kernel, the sandbox, a grading worker, a server or a browser."""
+_heavy_allowed = [True]
+
+
+def heavy(args) -> bool:
+    """Whether a command line starts a kernel, a sandbox, a grader or a browser."""
+    words = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+    text = " ".join(words)
+    grader = any(w.endswith("rlhf-course") or w == "autograder.cli" for w in words) and bool(
+        {"grade", "check", "merge"} & set(words))
+    return grader or any(h in text for h in HEAVY)
+
+
+_popen_init = subprocess.Popen.__init__
+
+
+def _guarded_popen_init(self, args, *rest, **kwargs):
+    if not _heavy_allowed[0] and heavy(args):
+        raise RuntimeError(f"this test starts {' '.join(map(str, args))[:120]!r} (a kernel, sandbox, grader or "
+                           "browser): mark it @pytest.mark.slow so that make test-fast stays fast")
+    return _popen_init(self, args, *rest, **kwargs)
+
+
+subprocess.Popen.__init__ = _guarded_popen_init
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    _heavy_allowed[0] = item.get_closest_marker("slow") is not None
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield
+    _heavy_allowed[0] = True
 
 
 def pytest_collection_modifyitems(config, items):

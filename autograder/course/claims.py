@@ -14,7 +14,7 @@ prints or plots: nothing is re-run for the claim.
 
 :func:`run_lab` executes a solution notebook top to bottom in a fresh kernel, in
 a scratch copy of its folder, with a probe cell after each anchor, and returns
-one :class:`Verdict` per claim. ``tests/test_claims.py`` runs every lab once
+one :class:`Verdict` per claim. ``tests/labs/test_claims.py`` runs every lab once
 (seed 0: the notebook as learners get it); ``rlhf-course bench --claims`` runs
 them on seeds 0-4 (:func:`sweep`). For a seed ``s`` other than 0 a first cell
 shifts every seed the run sets, the notebook's and the libraries' (TRL's

@@ -11,7 +11,7 @@ fail on the blank copy, silently?
    errors allowed: every autograded test cell must fail.
 
 This is a developer's shortcut, not the grader: ``rlhf-course grade`` and
-``tests/test_labs.py`` are the authority (hidden tests, sandbox, gradebook).
+``tests/labs/test_labs.py`` are the authority (hidden tests, sandbox, gradebook).
 Exit status 0 when every check holds.
 
     python -m autograder.course.selftest --grade lab1_sampling [--solutions DIR] [--jobs N]

@@ -7,7 +7,7 @@ name (``EncoderRepetitionPenaltyLogitsProcessor`` with its penalty inverted, a p
 of ``torch.distributions``, another TRL trainer's log-prob helper). :func:`expand` turns every
 listed name into its whole family, so naming one names them all.
 
-``tests/test_equivalents.py`` checks the families against the installed versions: every name
+``tests/grader/test_equivalents.py`` checks the families against the installed versions: every name
 resolves, and every logits processor of transformers, every categorical KL helper of torch and
 every log-prob helper of TRL is either in a family or listed in :data:`UNRELATED` with a reason,
 so a sibling added by a new version cannot pass unnoticed.

@@ -17,7 +17,7 @@ own answer in ``rlhf_helpers``; each is correct.
 
 Variant ``"a"`` answers every graded solution cell of its lab, ``"b"`` at least half of them in
 other styles; the cells a variant does not list keep the solution's source (as in
-``tests/test_labs.py``'s solved copy). Further variants (``"c"``, ``"d"``) hold honest styles that lost
+``tests/labs/test_labs.py``'s solved copy). Further variants (``"c"``, ``"d"``) hold honest styles that lost
 points when they were written, one finding each (:data:`FINDINGS`: what was lost and why). The
 grader was fixed for each; they stay in the corpus, like every other variant, so that a change
 that loses those points again fails the tests. Add a variant whenever a learner reports a

@@ -1,5 +1,5 @@
 """The class hub's parts, without a hub: the roster, cgroup limits on a made-up cgroup tree, the
-memory notice, the learners' exchange settings. tests/test_hub.py runs them in a real hub."""
+memory notice, the learners' exchange settings. tests/system/test_hub.py runs them in a real hub."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from rlhf_helpers.dpo import (
     trl_dpo_loss_on_batch,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _randn(*shape: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
@@ -394,37 +394,22 @@ def _lab5_source():
     return nbformat.read(LAB5, as_version=4)
 
 
-def test_lab5_box_hides_the_answers_and_keeps_the_helpers(tmp_path, monkeypatch, tiny_policy, pairs):
-    """In lab 5's sandbox copy of this module the graded functions, and dpo_gradient_weight (which is
-    bradley_terry_probability with its arguments swapped), are stubs; the helpers that the lab's
-    cells call still work when given the learner's function, and raise (the stub) without it."""
-    import importlib.util
-    import sys
+def test_lab5_box_keeps_the_helpers_working_with_the_learners_function(tmp_path, monkeypatch, tiny_policy, pairs):
+    """In lab 5's box (tests/grader/test_answer_key_stubs.py: what is stubbed) the helpers the lab's cells
+    call still work when given the learner's function, and raise (the stub) without it."""
+    from _box import boxed
 
     import rlhf_helpers.dpo as real
-    from autograder.grading.answer_key import learner_names, stub_module
 
-    graded = set(learner_names(_lab5_source()))
-    assert graded == {"implied_reward", "bradley_terry_probability", "sequence_logprobs", "dpo_loss"}
-    text, replaced = stub_module(Path(real.__file__).read_text(encoding="utf-8"), graded, "lab5_dpo_derivation",
-                                 "rlhf_helpers.dpo")
-    assert set(replaced) == graded | {"dpo_gradient_weight"}
-    path = tmp_path / "boxed_dpo.py"
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("boxed_dpo", path)
-    boxed = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "boxed_dpo", boxed)   # its dataclasses look their module up there
-    spec.loader.exec_module(boxed)
+    box, _, _ = boxed("lab5_dpo_derivation", "dpo", tmp_path, monkeypatch)
     model, tok = tiny_policy
-    with pytest.raises(RuntimeError, match="graded exercise"):
-        boxed.dpo_gradient_weight(torch.zeros(2), torch.zeros(2))
     with torch.no_grad():
         with pytest.raises(RuntimeError, match="graded exercise"):
-            boxed.preference_logps(model, tok, pairs)   # the default logprob_fn is the stub
-        got = boxed.preference_logps(model, tok, pairs, logprob_fn=real.sequence_logprobs)
+            box.preference_logps(model, tok, pairs)   # the default logprob_fn is the stub
+        got = box.preference_logps(model, tok, pairs, logprob_fn=real.sequence_logprobs)
         expected = real.preference_logps(model, tok, pairs)
     torch.testing.assert_close(got, expected)
-    w, l = boxed.sample_bt_preferences(torch.ones(3) / 3, torch.zeros(3), 10, torch.Generator().manual_seed(0))
+    w, l = box.sample_bt_preferences(torch.ones(3) / 3, torch.zeros(3), 10, torch.Generator().manual_seed(0))
     assert w.shape == l.shape == (10,)
 
 

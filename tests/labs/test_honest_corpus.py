@@ -14,7 +14,7 @@ from autograder.grading import answer_key as AK
 from autograder.cells import is_test_cell
 from autograder.grading import judge as J
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 RELEASED = REPO / "labs"
 

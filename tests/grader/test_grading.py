@@ -27,7 +27,7 @@ from autograder.grading.gradebook import db_url
 from autograder.grading.validation import validate_source
 from autograder.grading.sandbox import probe
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SOLUTIONS = FIXTURES / "solutions"
 CLASS = FIXTURES / "class"
 LAB = "fixlab"
@@ -160,6 +160,7 @@ def test_sandbox_mounts_scratch_before_the_kit(monkeypatch):
 
 # ---------------------------------------------------------------------------- the hostile class
 
+@pytest.mark.slow
 def test_csv_layout(graded):
     with open(graded / "grades.csv", newline="") as f:
         header = next(csv.reader(f))
@@ -169,6 +170,7 @@ def test_csv_layout(graded):
     assert set(read_csv(graded / "grades.csv")) == set(EXPECTED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_each_case_scores_its_real_work(graded, student):
     (vis, hid, topk), pending, words = EXPECTED[student]
@@ -186,6 +188,7 @@ def test_each_case_scores_its_real_work(graded, student):
     assert (graded / "feedback" / student / f"{LAB}.html").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_flags_are_raised_for_what_the_instructor_should_see(graded, student):
     """Reaching into the grading machinery and copies moved into a helper are flagged; honest
@@ -198,6 +201,7 @@ def test_flags_are_raised_for_what_the_instructor_should_see(graded, student):
         assert not others, f"{student}: unexpected flags {others}"
 
 
+@pytest.mark.slow
 def test_long_runs_no_test_needs_are_not_run_while_grading(graded):
     """Cells marked grading=skip (here a 30 s sleep, past the 10 s cell limit) are not run: no timeout,
     and the feedback says so."""
@@ -216,6 +220,7 @@ def test_a_cell_that_needs_a_skipped_one_is_refused(tmp_path):
     assert any("reads 'SWEEP'" in str(p) for p in validate_source(path))
 
 
+@pytest.mark.slow
 def test_the_provenance_report_lists_what_each_function_relied_on(graded):
     with open(graded / "provenance.csv", newline="") as f:
         rows = {(r["student_id"], r["function"]): r for r in csv.DictReader(f)}
@@ -225,6 +230,7 @@ def test_the_provenance_report_lists_what_each_function_relied_on(graded):
     assert "tripwire_switch" in (graded / "provenance.html").read_text()
 
 
+@pytest.mark.slow
 def test_gradebook_agrees_and_written_answers_wait_for_the_instructor(graded):
     from nbgrader.api import Gradebook
 
@@ -240,6 +246,7 @@ def test_gradebook_agrees_and_written_answers_wait_for_the_instructor(graded):
             assert written.needs_manual_grade == (row["written_topk"] == "pending"), student
 
 
+@pytest.mark.slow
 def test_feedback_never_shows_hidden_tests(graded):
     from autograder.grading.worker import html_text
 
@@ -260,6 +267,7 @@ def test_feedback_never_shows_hidden_tests(graded):
     assert not leaks(reasons, secrets)
 
 
+@pytest.mark.slow
 def test_feedback_carries_no_hidden_input_or_expected_value(graded):
     """What the learner's code saw during hidden tests (even encoded, even printed, displayed or raised
     in a later cell) and what a failing hidden test expected never reach the feedback or the reason."""
@@ -286,6 +294,7 @@ def _outputs(graded: Path, student: str) -> str:
     return "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
 
 
+@pytest.mark.slow
 def test_sandbox_hides_other_work_and_protects_the_gradebook(graded):
     text = _outputs(graded, "snoop")
     assert "SNOOP-WROTE" in text, "the snooping cell ran"
@@ -302,6 +311,7 @@ def test_sandbox_hides_other_work_and_protects_the_gradebook(graded):
     assert read_csv(graded / "grades.csv")["good"]["auto_score"] == "6"
 
 
+@pytest.mark.slow
 def test_a_kernel_cannot_unbox_its_restart(graded):
     """The kernel rewrote every config it could find, then crashed to be restarted:
     the restarted kernel is still boxed (the sandbox config is not in a folder it can write)."""
@@ -310,12 +320,14 @@ def test_a_kernel_cannot_unbox_its_restart(graded):
     assert "HOST=sandbox BOXED" in text and "ESCAPED" not in text, text
 
 
+@pytest.mark.slow
 def test_sandbox_has_no_network(graded):
     text = _outputs(graded, "network")
     assert "NETWORK" in text and "CONNECTED" not in text, text
     assert text.count("blocked") == 3
 
 
+@pytest.mark.slow
 def test_restarted_kernel_keeps_earlier_work(graded):
     # segfault in top_k's test: softmax's tests (before it) still pass, and the
     # kernel is restarted for the rest; exit_kernel dies in softmax's tests and
@@ -324,6 +336,7 @@ def test_restarted_kernel_keeps_earlier_work(graded):
     assert rows["segfault"]["auto_score"] == "3" and rows["exit_kernel"]["test_top_k"] == "3"
 
 
+@pytest.mark.slow
 def test_resume_after_the_grader_is_killed_and_no_stale_scores(tmp_path):
     """Kill a running `grade`, re-run it: finished work is kept, the rest is graded;
     a changed submission is graded again (its old score never survives)."""
@@ -400,6 +413,7 @@ def test_one_run_at_a_time_writes_to_an_out_folder(tmp_path, monkeypatch, capsys
     assert earlier.read_text() == "{}", "--restart must not delete what another run is writing"
 
 
+@pytest.mark.slow
 def test_a_worker_stops_when_its_grader_is_gone(tmp_path):
     """The worker's own watch, without a sandbox or nbgrader: kill the parent, the worker goes."""
     script = ("import subprocess, sys, time\n"
@@ -408,7 +422,7 @@ def test_a_worker_stops_when_its_grader_is_gone(tmp_path):
               "start_new_session=True)\n"
               "print(w.pid, flush=True); time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).resolve().parents[1])
+                              cwd=Path(__file__).resolve().parents[2])
     worker = int(parent.stdout.readline())
     assert parent.stdout.readline().strip() == "watching"
     assert alive(worker)
@@ -417,6 +431,7 @@ def test_a_worker_stops_when_its_grader_is_gone(tmp_path):
     wait_until_gone([worker], 20, "the worker outlived its parent")
 
 
+@pytest.mark.slow
 def test_unknown_lab_and_missing_notebook_are_reported(tmp_path, capsys):
     if SANDBOX_PROBLEM:
         pytest.skip(SANDBOX_PROBLEM)
@@ -431,6 +446,7 @@ def test_unknown_lab_and_missing_notebook_are_reported(tmp_path, capsys):
     assert "no fixlab.ipynb in the submission (found: Untitled.ipynb)" in rows["bob"]["reason"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["good", "wrong_hidden", "invalid_json"])
 def test_check_gives_the_same_verdict_as_grade(graded, student, capsys):
     row = read_csv(graded / "grades.csv")[student]
@@ -449,6 +465,7 @@ def test_check_gives_the_same_verdict_as_grade(graded, student, capsys):
         assert "1000" not in report, "never the hidden test's inputs"
 
 
+@pytest.mark.slow
 def test_no_sandbox_mode_grades_the_same(tmp_path, monkeypatch):
     """--no-sandbox (for machines without bwrap) keeps the limits and the verdict."""
     import autograder.grading.batch as G
@@ -469,6 +486,7 @@ def test_no_sandbox_mode_grades_the_same(tmp_path, monkeypatch):
     assert rc == 0 and read_csv(tmp_path / "out" / "grades.csv")["wrong_hidden"]["auto_score"] == "4"
 
 
+@pytest.mark.slow
 def test_a_worker_that_overruns_is_killed_and_the_class_goes_on(tmp_path, monkeypatch):
     """The parent's last line of defence: a worker past budget + margin is killed;
     that submission gets status=error and no score, the next one is graded."""
@@ -495,6 +513,7 @@ def test_a_worker_that_overruns_is_killed_and_the_class_goes_on(tmp_path, monkey
             gb.find_submission(LAB, "infinite_loop")  # no half-written score left behind
 
 
+@pytest.mark.slow
 def test_students_are_in_the_gradebook_before_any_worker_starts(tmp_path, monkeypatch):
     """One learner's two labs graded at once by two workers must not both create the learner in
     the gradebook (one failed with 'UNIQUE constraint failed: student.id'): the parent adds the

@@ -21,7 +21,7 @@ from autograder.grading import answer_key as AK
 from autograder.cells import is_test_cell
 from autograder.labs import find_labs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 PACKAGE = REPO / "rlhf_helpers"
 

@@ -10,7 +10,7 @@ claims of ``autograder/course/claims.py``. Here:
 - slow: each solution notebook runs once, top to bottom (seed 0: the notebook as
   learners get it), two at a time, with a probe after each anchor, and each claim is
   asserted on the figures the run printed or plotted. This is the suite's only plain
-  run of the solutions: the graded runs of ``tests/test_labs.py`` are the learner's
+  run of the solutions: the graded runs of ``tests/labs/test_labs.py`` are the learner's
   view through the sandbox, where the grader may skip cells no test depends on.
 
 The sweep over seeds 0-4 runs outside CI: ``rlhf-course bench --claims``.
@@ -27,7 +27,7 @@ import pytest
 from autograder.course import claims as K
 from autograder.labs import find_labs, source_notebook
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
 LAB_IDS = find_labs(SOLUTIONS)
@@ -57,6 +57,7 @@ def test_every_claim_is_anchored_in_one_code_cell(lab):
     assert sorted(i for c in probes for i in c.metadata["claims"]) == sorted(c.id for c in _claims(lab))
 
 
+@pytest.mark.slow
 def test_a_seed_shifts_every_seed_the_run_sets(tmp_path):
     """Seed 0 runs the notebook as it is; seed 2 adds 2000 to torch's, a generator's, random's and numpy's seeds."""
     cell = ("import random\nimport numpy as np\nimport torch\n"

@@ -145,20 +145,12 @@ def test_pipeline_rewards_use_the_given_scores_fn(reward_pipe):
     assert seen == [(2, "NEGATIVE"), (2, "NEGATIVE")]
 
 
-def test_reward_helpers_in_lab2s_box_take_the_learners_function():
-    """In lab 2's sandbox copy of this module only the graded names and the steps of rollout are stubs, and
-    pipeline_rewards works there with the learner's scores_from_pipe_outputs passed as scores_fn."""
-    from pathlib import Path
+def test_reward_helpers_in_lab2s_box_take_the_learners_function(tmp_path, monkeypatch):
+    """In lab 2's box (tests/grader/test_answer_key_stubs.py: what is stubbed) pipeline_rewards works with
+    the learner's scores_from_pipe_outputs passed as scores_fn, and raises (the stub) without it."""
+    from _box import boxed
 
-    from autograder.grading.answer_key import stub_module
-    from rlhf_helpers import rewards
-
-    graded = {"LengthSampler", "scores_from_pipe_outputs", "build_queries", "rollout", "expected_reward"}
-    source = Path(rewards.__file__).read_text(encoding="utf-8")
-    boxed, replaced = stub_module(source, graded, "lab2_rewards", "rlhf_helpers.rewards")
-    assert sorted(replaced) == sorted(graded | set(rewards.CARRIES))
-    box: dict = {"__name__": "boxed_rewards"}
-    exec(compile(boxed, "boxed_rewards", "exec"), box)  # noqa: S102 - the kit's own module, stubbed
+    box, _, _ = boxed("lab2_rewards", "rewards", tmp_path, monkeypatch)
 
     def fake_pipe(texts, **kwargs):
         return [[{"label": "NEGATIVE", "score": 0.25}, {"label": "POSITIVE", "score": 0.75}] for _ in texts]
@@ -167,10 +159,10 @@ def test_reward_helpers_in_lab2s_box_take_the_learners_function():
         return torch.tensor([next(d["score"] for d in o if d["label"] == label) for o in outputs])
 
     with pytest.raises(RuntimeError, match="not available while lab2_rewards is graded"):
-        box["pipeline_rewards"](fake_pipe, ["a", "b"])
-    torch.testing.assert_close(box["pipeline_rewards"](fake_pipe, ["a", "b"], scores_fn=learners),
+        box.pipeline_rewards(fake_pipe, ["a", "b"])
+    torch.testing.assert_close(box.pipeline_rewards(fake_pipe, ["a", "b"], scores_fn=learners),
                                torch.tensor([0.75, 0.75]))
-    torch.testing.assert_close(box["make_reward_fn"](fake_pipe, scores_fn=learners)(["a"]), torch.tensor([0.75]))
+    torch.testing.assert_close(box.make_reward_fn(fake_pipe, scores_fn=learners)(["a"]), torch.tensor([0.75]))
 
 
 # ----------------------------------------------------------------------------- queries

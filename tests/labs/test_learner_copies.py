@@ -16,7 +16,7 @@ import pytest
 
 from autograder.labs import find_labs, source_notebook
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
 LAB_IDS = find_labs(SOLUTIONS)

@@ -115,7 +115,7 @@ def test_the_copies_stop_when_the_kernel_is_killed(tmp_path):
 
         run_side_by_side(job, [(0,), (1,)], workers=2)
     """)
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1])
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2])
     try:
         files = [tmp_path / "child-0", tmp_path / "child-1"]
         deadline = time.monotonic() + 60
@@ -129,6 +129,7 @@ def test_the_copies_stop_when_the_kernel_is_killed(tmp_path):
     wait_until_gone(children, 30, "a copy outlived its kernel")
 
 
+@pytest.mark.slow
 def test_in_a_notebook_the_copies_print_nothing_and_the_kernel_carries_on(tmp_path):
     """A copy shares the kernel's output channel: what it prints, displays or shows as a bar must stay out."""
     import nbformat

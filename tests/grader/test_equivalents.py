@@ -16,7 +16,7 @@ import pytest
 from autograder.grading import equivalents as E
 from rlhf_helpers.observations import _resolve
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MEMBERS = sorted({m for members in E.FAMILIES.values() for m in members})
 
 

@@ -17,7 +17,7 @@ from autograder.cells import is_test_cell
 from autograder.grading import judge as J
 from autograder.grading.references import python_source
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 
 

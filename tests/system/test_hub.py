@@ -39,7 +39,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # each test takes seconds to a minute or two
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 CLASS = FIXTURES / "class"
 PROXY = REPO / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"

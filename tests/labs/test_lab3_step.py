@@ -27,7 +27,7 @@ from rlhf_helpers.ppo import compute_gae, kl_penalized_rewards, pad_rollouts, pp
 from rlhf_helpers.rewards import rollout
 from rlhf_helpers.sequences import causal_lm_logprobs, logprobs_from_logits, masked_mean, masked_whiten, pad_token_id
 
-SOURCE = Path(__file__).resolve().parents[1] / "solutions" / "lab3_ppo" / "lab3_ppo.ipynb"
+SOURCE = Path(__file__).resolve().parents[2] / "solutions" / "lab3_ppo" / "lab3_ppo.ipynb"
 STEP_TESTS = ("test_ppo_step", "test_ppo_step_minibatches")
 
 

@@ -1,6 +1,6 @@
-"""autograder.answer_key: a kit module without ``CARRIES`` is boxed exactly as one with an empty ``CARRIES``."""
+"""autograder.grading.answer_key: a kit module without ``CARRIES`` is boxed exactly as one with an empty ``CARRIES``."""
 
-from autograder.answer_key import _carries, stub_module
+from autograder.grading.answer_key import _carries, stub_module
 
 BODY = '''
 def answer(x):

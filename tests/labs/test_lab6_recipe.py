@@ -27,7 +27,7 @@ import pytest
 from autograder.cells import is_test_cell
 from autograder.labs import source_notebook
 
-SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
+SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
 
 LAB = "lab6_dpo_hf"
 

@@ -23,7 +23,7 @@ from autograder.grading.validation import validate_source
 from autograder.labs import find_labs, source_notebook
 from autograder.grading.sandbox import probe
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
 LAB_IDS = find_labs(SOLUTIONS)

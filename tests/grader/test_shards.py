@@ -1,6 +1,6 @@
 """A class graded in shards, on as many machines, then merged: the same grades as one run (issue 19).
 
-The fixture lab's class (see tests/test_grading.py) is small: a few of its
+The fixture lab's class (see tests/grader/test_grading.py) is small: a few of its
 students, a copier whose original lands in the other shard, and a folder for a
 lab that does not exist are graded once whole and once as shards 0/2 and 1/2;
 ``rlhf-course merge`` must give back exactly the whole run's ``grades.csv`` and

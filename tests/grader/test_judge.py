@@ -4,7 +4,7 @@ Fast unit tests of every rule that keeps a grade honest: what the learner's
 kernel is sent, how its reports are read back, how the judge decides, and
 what the sandbox's copy of the helper package hides. The end-to-end versions
 (a real sandbox, the fixture class, every lab's cheat copy) are in
-tests/test_grading.py and tests/test_labs.py.
+tests/grader/test_grading.py and tests/labs/test_labs.py.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from autograder.grading import judge as J
 from autograder.grading.references import END, Namespace
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cells(*codes: str) -> list[tuple[str, bool]]:

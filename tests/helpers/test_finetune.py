@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 from rlhf_helpers import finetune as ft  # noqa: E402
 from rlhf_helpers.data import load_preference_pairs, load_raw_preference_records  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def record(prefix="the film was", a=" great.", b=" awful.", sa=2.0, sb=-1.0):
@@ -317,28 +317,14 @@ def test_generate_completions_batched_equals_one_at_a_time(policy):
     assert sampled == ft.generate_completions(model, tok, prompts, max_new_tokens=8, do_sample=True, seed=1)
 
 
-def test_lab6_box_hides_the_answers_and_what_carries_them(monkeypatch):
-    """In lab 6's grading sandbox the graded functions and the helpers in CARRIES are stubs; the rest works."""
-    import inspect
-    import sys
-    import types
+def test_lab6_box_keeps_what_the_lab_uses(tmp_path, monkeypatch):
+    """In lab 6's box (tests/grader/test_answer_key_stubs.py: what is stubbed) the pairing is not imported
+    from the data module, and what the lab's own cells use is there."""
+    from _box import boxed
 
-    from autograder.grading.answer_key import stub_module
-
-    graded = {"to_preference_format", "prepare_datasets", "load_dpo_models", "make_dpo_config", "build_dpo_trainer",
-              "save_and_reload", "generate_completions", "reward_win_rate", "make_lora_config"}
-    source = inspect.getsource(ft)
-    boxed, replaced = stub_module(source, graded, "lab6_dpo_hf", "rlhf_helpers.finetune")
-    assert set(replaced) == graded | set(ft.CARRIES)
-    module = types.ModuleType("boxed_finetune")
-    monkeypatch.setitem(sys.modules, "boxed_finetune", module)
-    exec(compile(boxed, "boxed_finetune", "exec"), module.__dict__)  # noqa: S102 - the kit's own source
-    namespace = module.__dict__
-    for name in replaced:
-        with pytest.raises(RuntimeError, match="not available while lab6_dpo_hf is graded"):
-            namespace[name]({"prefix": "x", "completions": [" a", " b"], "scores": [1.0, 0.0]})
-    assert "record_to_pair" not in namespace  # the pairing is not imported from the data module
-    assert namespace["positive_share"] is not None and namespace["quiet_console"].__doc__
+    box, _, _ = boxed("lab6_dpo_hf", "finetune", tmp_path, monkeypatch)
+    assert not hasattr(box, "record_to_pair")
+    assert box.positive_share is not None and box.quiet_console.__doc__
 
 
 def test_lab6_graded_names_are_the_kits_answer_key():
