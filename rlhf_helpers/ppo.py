@@ -69,7 +69,7 @@ Position ids
 pass does not, and on a left-padded batch log-probs then differ from the
 sampling distribution by up to several nats. Every forward pass here passes
 ``position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)`` explicitly
-(tested against ``generate()``'s own logits in ``tests/test_ppo.py``).
+(tested against ``generate()``'s own logits in ``tests/helpers/test_ppo.py``).
 
 Nothing here seeds or changes global state at import. ``PPOTrainer`` seeds
 torch's global generator once, when it is created, if ``config.seed`` is not

@@ -15,7 +15,7 @@ With rewards ``r_1 .. r_k`` of one prompt's group:
 Both are read off TRL 1.16 (``RLOOTrainer._generate_and_score_completions``
 and ``GRPOTrainer``'s), where the ``k`` completions of a prompt are
 consecutive in the batch (``rewards.view(-1, num_generations)``);
-``tests/test_rloo_grpo.py`` runs the trainers and checks these functions
+``tests/helpers/test_rloo_grpo.py`` runs the trainers and checks these functions
 against the advantages they log.
 
 =====================================================  =============================================================
