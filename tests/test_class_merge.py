@@ -77,6 +77,36 @@ def test_labels_merge_command(tmp_path, capsys):
     assert "no such label file" in capsys.readouterr().err
 
 
+def test_a_line_that_is_not_utf8_costs_the_merge_that_line_only(tmp_path):
+    """A class's files come from many machines: bytes that are not UTF-8 neither stop the merge nor the
+    loading of its result; the line they break is skipped, named by file and line, and the rest is read."""
+    p1, p2 = _pairs(2)
+    _write(tmp_path / "ada.jsonl", [_label(p1, "ada", 1), _label(p2, "ada", 0)])
+    _write(tmp_path / "bob.jsonl", [_label(p1, "bob", 1)])
+    with (tmp_path / "bob.jsonl").open("ab") as f:
+        f.write(b'{"kind": "label", "pair_id": \xff\xfe}\n')  # latin-1 debris where a string should be
+    _write_more(tmp_path / "bob.jsonl", [_label(p2, "bob", 0)])
+    report = C.merge_label_files([tmp_path / "ada.jsonl", tmp_path / "bob.jsonl"])
+    assert len(report.problems) == 1 and "bob.jsonl line 2: not valid JSON" in report.problems[0]
+    assert report.labels == 4 and report.multiply_labelled == 2 and len(report.rows) == 2
+    out = C.write_class_preferences(report, tmp_path / "class_preferences.jsonl")
+    with out.open("ab") as f:
+        f.write(b"\x93chosen\x94 \xe9t\xe9\n")  # a line that is neither UTF-8 nor JSON
+    _write_more(out, [{"prompt": "p", "chosen": " a", "rejected": " b"}, ["not", "a", "row"], {"prompt": "p"}])
+    with pytest.warns(UserWarning, match=r"3 line\(s\) of .*class_preferences.jsonl skipped") as caught:
+        ds = C.load_class_preferences(out)
+    said = str(caught[0].message)
+    assert "line 4: not valid JSON" in said and "line 6: not a JSON object" in said and "line 7: lacks prompt" in said
+    assert len(ds) == 3 and ds[2]["chosen"] == " a"
+    with pytest.raises(FileNotFoundError):
+        C.load_class_preferences(tmp_path / "missing.jsonl")
+
+
+def _write_more(path, rows):
+    with path.open("a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
 # ----------------------------------------------------------------------------- lab 8's grading box
 GRADED = {"labels_to_preferences", "cohens_kappa", "wilson_interval"}
 """Lab 8's graded functions."""
