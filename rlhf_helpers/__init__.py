@@ -16,6 +16,9 @@
 ``kl``            lab 4: KL divergence, estimators, the regularised optimum
 ``dpo``           lab 5: implied reward, Bradley-Terry, the DPO loss
 ``finetune``      lab 6: the Hugging Face DPO recipe (data, models, DPOTrainer, saving, generating)
+``labelling``     lab 8: pairs to label, the append-only label file, the labelling panel
+``agreement``     lab 8: kappas, bootstrap and Wilson intervals, blind win rates
+``class_merge``   lab 8: a class's label files merged into one preference set
 ``widgets``       the generation and beta explorers (ipywidgets)
 ``plots``         the labs' figures
 ``checks``        the checks test cells are made of (type, shape, value, hint)

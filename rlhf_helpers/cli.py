@@ -40,13 +40,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_labels(args: argparse.Namespace) -> int:
-    from rlhf_helpers import feedback
+    from rlhf_helpers import class_merge
 
     paths = [Path(p) for p in args.files]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such label file: {', '.join(missing)}")
-    report = feedback.merge_label_files(paths, task=args.task)
+    report = class_merge.merge_label_files(paths, task=args.task)
     print(report.summary())
     for problem in report.problems[:20]:
         print(f"  skipped: {problem}")
@@ -55,7 +55,7 @@ def _cmd_labels(args: argparse.Namespace) -> int:
     if not report.rows:
         print("no pair has a majority preference: nothing written", file=sys.stderr)
         return 1
-    out = feedback.write_class_preferences(report, args.out)
+    out = class_merge.write_class_preferences(report, args.out)
     print(f"wrote {len(report.rows)} preference rows to {out}; hand it out as class_preferences.jsonl in lab 8's folder")
     return 0
 

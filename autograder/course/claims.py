@@ -590,10 +590,10 @@ CLAIMS += [
     Claim("lab8_human_feedback", "agreement_flatters",
           "It flatters: two raters who pick at random agree on half the pairs",
           after="kappa = cohens_kappa(yours, classifier)",
-          figures={"agreement": "agreement", "kappa": "kappa", "interval": "[low, high]"},
+          figures={"agreement": "agreement_rate", "kappa": "kappa", "interval": "[low, high]"},
           holds=lambda f: f["kappa"] < f["agreement"] and f["interval"][0] <= f["kappa"] <= f["interval"][1]),
     Claim("lab8_human_feedback", "recorded_labels_say_so", 'and print them as "recorded"',
-          after='results["classifier"] = feedback.classifier_tally(reward_pipe, judgements or tuned_panel.pairs, "tuned")',
+          after='results["classifier"] = agreement.classifier_tally(reward_pipe, judgements or tuned_panel.pairs, "tuned")',
           figures={"labels": "who", "judgements": "globals().get('judged_by')", "rows": "list(results)",
                    "judged_pairs": "sorted({j['pair_id'] for j in judgements})",
                    "shown_pairs": "sorted({p['pair_id'] for p in tuned_panel.pairs})"},
@@ -601,9 +601,9 @@ CLAIMS += [
           and set(f["judged_pairs"]) <= set(f["shown_pairs"]) and "you" not in f["rows"]),
     Claim("lab8_human_feedback", "few_judgements_wide_interval",
           "with a few dozen judgements only large differences are real",
-          after='results["classifier"] = feedback.classifier_tally(reward_pipe, judgements or tuned_panel.pairs, "tuned")',
-          figures={"widths": "[wilson_interval(t['wins'] + t['ties'] / 2, feedback.win_rate(t)[1])[1]"
-                             " - wilson_interval(t['wins'] + t['ties'] / 2, feedback.win_rate(t)[1])[0]"
+          after='results["classifier"] = agreement.classifier_tally(reward_pipe, judgements or tuned_panel.pairs, "tuned")',
+          figures={"widths": "[wilson_interval(t['wins'] + t['ties'] / 2, agreement.win_rate(t)[1])[1]"
+                             " - wilson_interval(t['wins'] + t['ties'] / 2, agreement.win_rate(t)[1])[0]"
                              " for t in results.values()]"},
           holds=lambda f: min(f["widths"]) > 0.25),
 ]

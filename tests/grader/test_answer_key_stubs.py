@@ -47,6 +47,7 @@ CARRIED = {
     ("lab6_dpo_hf", "finetune"): {"_check_record", "_is_tie"},
     ("lab6_dpo_hf", "data"): {"record_to_pair"},
     ("lab7_beyond_ppo", "reward_model"): {"trl_reward_loss"},
+    ("lab8_human_feedback", "class_merge"): {"merge_label_files"},
 }
 """The helpers, beyond the graded functions themselves, each lab's box must stub: they do a graded
 function's work under another name (written out here, so an entry dropped from a module's CARRIES fails)."""

@@ -66,7 +66,7 @@ ALIASES: dict[str, list[str]] = {
         "from rlhf_helpers.kl import beta_explorer_state as f; f()",
         "from rlhf_helpers.kl import estimator_summary as f; f(p[0], p[1], 10)",
         "from rlhf_helpers.frontier import _kl_to_samples as f; f(['a', 'b'], torch.tensor([0.3, 0.7]))",
-        "from rlhf_helpers.feedback import fleiss_kappa",
+        "from rlhf_helpers.agreement import fleiss_kappa",
     ],
     "lab5_dpo_derivation": [
         "from rlhf_helpers.reward_model import pairwise_loss as f; f(z[0], z[1])",
@@ -96,15 +96,15 @@ ALIASES: dict[str, list[str]] = {
         "from rlhf_helpers.rloo_grpo import _groups as f; f(z.flatten(), 2)",
         "from rlhf_helpers.frontier import best_of_n_kl_bound as f; f(4)",
         "from rlhf_helpers.frontier import best_of_n_curve as f; f([['a']], torch.zeros(1, 1), {}, [4])",
-        "from rlhf_helpers.feedback import wilson_interval",
+        "from rlhf_helpers.agreement import wilson_interval",
     ],
     "lab8_human_feedback": [
-        "from rlhf_helpers.feedback import labels_to_preferences as f; f([])",
-        "from rlhf_helpers.feedback import cohens_kappa as f; f([1, 0], [1, 1])",
-        "from rlhf_helpers.feedback import wilson_interval as f; f(3, 5)",
-        "from rlhf_helpers.feedback import fleiss_kappa as f; f([[1, 1]])",
-        "from rlhf_helpers.feedback import merge_label_files as f; f([])",
-        "from rlhf_helpers.feedback import write_class_preferences as f; f(None, 'x')",
+        "from rlhf_helpers.labelling import labels_to_preferences as f; f([])",
+        "from rlhf_helpers.agreement import cohens_kappa as f; f([1, 0], [1, 1])",
+        "from rlhf_helpers.agreement import wilson_interval as f; f(3, 5)",
+        "from rlhf_helpers.agreement import fleiss_kappa as f; f([[1, 1]])",
+        "from rlhf_helpers.class_merge import merge_label_files as f; f([])",
+        # class_merge.write_class_preferences stays: it writes rows the merge made, and does no graded work
         "from rlhf_helpers.frontier import best_of_n_kl_bound",
     ],
 }

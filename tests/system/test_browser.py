@@ -246,7 +246,7 @@ def test_lab8_labels_pairs_and_resumes_after_a_reload(lab_server, lab_root, page
     then the blind comparison panel."""
     from playwright.sync_api import expect
 
-    from rlhf_helpers.feedback import COUNTER_CLASS, PANEL_CLASS, read_label_file
+    from rlhf_helpers.labelling import COUNTER_CLASS, PANEL_CLASS, read_label_file
 
     rel = "lab8_human_feedback/lab8_human_feedback.ipynb"
     if not (REPO / "labs" / rel).exists():
@@ -255,7 +255,7 @@ def test_lab8_labels_pairs_and_resumes_after_a_reload(lab_server, lab_root, page
     labels_file = folder / "labels.jsonl"
     for name in ("labels.jsonl", "judgements.jsonl"):  # a learner's files copied from labs/ would skew the counts
         (folder / name).unlink(missing_ok=True)
-    labeller_cell = "feedback.PairLabeller(pairs, store"
+    labeller_cell = "labelling.PairLabeller(pairs, store"
     open_notebook(page, lab_server, rel)
     run_cells_until(page, labeller_cell)
 

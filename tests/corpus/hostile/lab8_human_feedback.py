@@ -50,9 +50,9 @@ def cohens_kappa(a: list, b: list) -> float:
 kappa worked out by hand (or any tool) away from the grader."""
 
 KIT_COPY = {
-    "cohens_kappa": "from collections import Counter\nfrom collections.abc import Sequence\n\n" + renamed(kit_function("feedback", "cohens_kappa"), {
+    "cohens_kappa": "from collections import Counter\nfrom collections.abc import Sequence\n\n" + renamed(kit_function("agreement", "cohens_kappa"), {
         "observed": "p_o", "expected": "p_e", "ca": "count_a", "cb": "count_b"}),
-    "wilson_interval": "import math\n\n" + renamed(kit_function("feedback", "wilson_interval"), {
+    "wilson_interval": "import math\n\n" + renamed(kit_function("agreement", "wilson_interval"), {
         "centre": "middle", "half": "width"}),
 }
 

@@ -1,7 +1,7 @@
-"""Human feedback: a person labels preference pairs, and judges two models blind.
+"""Human labels of preference pairs: sampling the pairs, the label file, the labelling panel (lab 8).
 
 Everything else in the kit lets the sentiment classifier stand in for people.
-This module puts a person in the loop (lab 8):
+This module puts a person in the loop:
 
 * :func:`sample_pairs` draws two completions of each prompt from a policy, and
   :func:`blind_pairs` pairs a reference model's completion with a tuned one's;
@@ -12,14 +12,12 @@ This module puts a person in the loop (lab 8):
   reopened panel resumes after the last label, and a corrupt line (a kernel
   killed mid-write) is reported and skipped, never the lines after it;
 * :func:`labels_to_preferences` turns the labels into the ``prompt`` /
-  ``chosen`` / ``rejected`` rows that DPO trains on; :func:`cohens_kappa`
-  measures agreement with the classifier beyond chance; :func:`wilson_interval`
-  gives a win rate its confidence interval (all three graded in lab 8, so
-  hidden while it is graded), :func:`bootstrap_interval` one for any statistic;
-* :func:`merge_label_files` gathers a class's files: duplicates, conflicting
-  labels of one pair, agreement between labellers (Fleiss' kappa), and a
-  majority-vote preference set that :func:`write_class_preferences` publishes
-  and :func:`load_class_preferences` loads back (``rlhf-course labels merge``).
+  ``chosen`` / ``rejected`` rows that DPO trains on (graded in lab 8, so hidden
+  while it is graded), and :func:`top_up` fills them up with the classifier's.
+
+How far the labels agree with the classifier, and what a blind comparison
+says, is :mod:`rlhf_helpers.agreement`; a class's files are merged by
+:mod:`rlhf_helpers.class_merge`.
 
 With nobody at the keyboard (grading, CI, a headless run) nothing waits for a
 click: :meth:`LabelStore.labels_or_recorded` falls back to the labels shipped
@@ -40,30 +38,24 @@ or a skip). An undo is ``{"kind": "undo", "pair_id": …, "labeller": …, "time
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import html
 import json
-import math
 import os
 import random
 import warnings
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlhf_helpers._jsonl import now as _now
+from rlhf_helpers._jsonl import read_json_lines, skipped
+
 __all__ = [
     "CHOICES", "RECORDED_LABELS", "model_checksum", "pair_id", "sample_pairs", "blind_pairs", "LabelStore",
-    "read_label_file", "PairLabeller", "labels_to_preferences", "choice_counts", "top_up", "cohens_kappa",
-    "bootstrap_interval", "wilson_interval", "pair_scores", "preferred_from_scores", "classifier_preferences",
-    "classifier_tally", "judged_wins", "win_rate", "MergeReport",
-    "merge_label_files", "write_class_preferences", "load_class_preferences", "fleiss_kappa",
+    "read_label_file", "replay_label_file", "PairLabeller", "labels_to_preferences", "choice_counts", "top_up",
 ]
-
-CARRIES: dict[str, list[str]] = {}
-"""Helpers that do a graded function's work under another name (none here: the graded ones do their own)."""
 
 CHOICES = ("A", "B", "tie", "skip")
 KEYS = {"a": "A", "b": "B", "t": "tie", "s": "skip"}
@@ -74,10 +66,6 @@ RECORDED_LABELS = Path(__file__).resolve().parent / "recorded_labels.jsonl"
 
 PANEL_CLASS = "rlhf-pair-labeller"
 COUNTER_CLASS = "rlhf-label-counter"
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def model_checksum(model) -> str:
@@ -192,14 +180,17 @@ def read_label_file(path: str | Path, warn: bool = True) -> tuple[list[dict], li
     Returns:
         ``(labels, problems, header)``: labels in the order they were made.
     """
-    standing, problems, header, _ = _replay(Path(path))
+    labels, problems, header, _ = replay_label_file(path)
     if problems and warn:
-        warnings.warn(_skipped(path, problems), stacklevel=2)
-    return _on_top(standing), problems, header
+        warnings.warn(skipped(path, problems), stacklevel=2)
+    return labels, problems, header
 
 
-def _skipped(path: str | Path, problems: list[str]) -> str:
-    return f"{len(problems)} line(s) of {path} skipped:\n  " + "\n  ".join(problems[:10])
+def replay_label_file(path: str | Path) -> tuple[list[dict], list[str], dict | None, int]:
+    """:func:`read_label_file`'s answer, without a warning, and how many labels were replaced by a later
+    label of the same pair by the same labeller (a relabel, or one file read twice)."""
+    standing, problems, header, relabels = _replay(Path(path))
+    return _on_top(standing), problems, header, relabels
 
 
 _Standing = dict[tuple[str, str], list[dict]]
@@ -226,32 +217,18 @@ def _on_top(standing: _Standing) -> list[dict]:
 
 
 def _replay(path: Path) -> tuple[_Standing, list[str], dict | None, int]:
-    """:func:`read_label_file`'s work, and how many labels were replaced by a later one of the same pair and labeller."""
+    """What stands after every line of ``path``, the problems met, the header (if any), and the relabel count."""
+    rows, problems = read_json_lines(path, _check_label)
     standing: _Standing = {}
-    if not path.exists():
-        return standing, [], None, 0
-    relabels = 0
-    problems: list[str] = []
     header = None
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"{path.name} line {number}: not valid JSON ({exc.msg}): {line.strip()[:60]!r}")
-                continue
-            why = _check_label(row)
-            if why:
-                problems.append(f"{path.name} line {number}: {why}")
-                continue
-            if row["kind"] == "header":
-                header = header or row
-                continue
-            if row["kind"] == "label":
-                row.setdefault("preferred", _preferred_index(row))
-            relabels += _stand(standing, row)
+    relabels = 0
+    for row in rows:
+        if row["kind"] == "header":
+            header = header or row
+            continue
+        if row["kind"] == "label":
+            row.setdefault("preferred", _preferred_index(row))
+        relabels += _stand(standing, row)
     return standing, problems, header, relabels
 
 
@@ -287,7 +264,7 @@ class LabelStore:
         """Read the file again (labels of every labeller in it are kept; :meth:`mine` filters)."""
         self._standing, self.problems, self.header, _ = _replay(self.path)
         if self.problems:
-            warnings.warn(_skipped(self.path, self.problems))
+            warnings.warn(skipped(self.path, self.problems))
 
     def _append(self, row: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -508,7 +485,7 @@ class PairLabeller:
             t.value = f"<b>{name}</b>: …{html.escape(pair['completions'][idx])}"
 
 
-# ----------------------------------------------------------------------------- from labels to data and statistics
+# ----------------------------------------------------------------------------- from labels to data
 def choice_counts(labels: Iterable[dict]) -> Counter:
     """How many labels of each choice (``A``, ``B``, ``tie``, ``skip``)."""
     return Counter(r["choice"] for r in labels)
@@ -541,265 +518,3 @@ def top_up(human: Sequence[dict], classifier: Sequence[dict], minimum: int, seed
              for r in picked]
     rng.shuffle(rows)
     return rows, {"human": len(human), "classifier": len(picked)}
-
-
-def cohens_kappa(a: Sequence, b: Sequence) -> float:
-    """Cohen's kappa of two raters' labels of the same items (the kit's answer to lab 8)."""
-    if len(a) != len(b):
-        raise ValueError(f"cohens_kappa needs two label lists of one length, got {len(a)} and {len(b)}")
-    if not a:
-        raise ValueError("cohens_kappa needs at least one label")
-    n = len(a)
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[k] * cb[k] for k in ca) / (n * n)
-    if expected == 1.0:
-        return float("nan")
-    return (observed - expected) / (1.0 - expected)
-
-
-def bootstrap_interval(statistic: Callable[..., float], *columns: Sequence, n_boot: int = 2000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
-    """A percentile bootstrap interval of ``statistic(*columns)``, resampling rows (items) with replacement.
-
-    Resamples where the statistic is undefined (NaN, or raises ValueError) are left out.
-    """
-    import numpy as np
-
-    n = len(columns[0])
-    if n == 0 or any(len(c) != n for c in columns):
-        raise ValueError("bootstrap_interval needs columns of one non-zero length")
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        try:
-            v = float(statistic(*[[c[i] for i in idx] for c in columns]))
-        except ValueError:
-            continue
-        if not math.isnan(v):
-            values.append(v)
-    if not values:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
-
-
-def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (the kit's answer to lab 8): ``0 <= low <= p <= high <= 1``.
-
-    At 0 and n successes the formula's end lands on the proportion itself, where rounding can put it a
-    hair on the wrong side (21 of 21 gives 0.9999999999999999): the ends are clamped to the proportion.
-    """
-    if n <= 0:
-        raise ValueError(f"wilson_interval needs n > 0, got {n}")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes should be in [0, n], got {successes} of {n}")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(min(max(0.0, centre - half), p)), float(max(min(1.0, centre + half), p))
-
-
-def pair_scores(reward_pipeline, labels: Sequence[dict], batch_size: int = 64) -> list[tuple[float, float]]:
-    """The classifier's P(POSITIVE) of prompt + each completion of every label's pair (in ``completions`` order).
-
-    The classifier reads prompt + completion, as when the world's pairs were ranked.
-    """
-    from rlhf_helpers.finetune import positive_scores
-
-    texts = [r["prompt"] + c for r in labels for c in r["completions"]]
-    scores = positive_scores(reward_pipeline, texts, batch_size=batch_size) if texts else []
-    return [(scores[i], scores[i + 1]) for i in range(0, len(scores), 2)]
-
-
-def preferred_from_scores(scores: Iterable[tuple[float, float]]) -> list[int | None]:
-    """For each pair's ``(s0, s1)`` (as :func:`pair_scores` gives them), the index of the higher (None on a tie):
-    the classifier's choice, comparable with a label's ``preferred``."""
-    return [None if s0 == s1 else int(s1 > s0) for s0, s1 in scores]
-
-
-def classifier_preferences(reward_pipeline, labels: Sequence[dict]) -> list[int | None]:
-    """For each label's pair, the index of the completion the classifier scores higher (None on a tie).
-
-    When the scores are needed too, call :func:`pair_scores` once and :func:`preferred_from_scores` on them.
-    """
-    return preferred_from_scores(pair_scores(reward_pipeline, labels))
-
-
-def classifier_tally(reward_pipeline, labels: Sequence[dict], model: str = "tuned") -> dict[str, int]:
-    """:func:`judged_wins` with the classifier as the judge, on the same pairs (the person's skips left out).
-
-    ``labels`` may also be pairs nobody has judged yet (:func:`blind_pairs`): the classifier judges them all.
-    """
-    judged = [r for r in labels if model in (r.get("sources") or []) and r.get("choice") != "skip"]
-    relabelled = []
-    for r, pref in zip(judged, classifier_preferences(reward_pipeline, judged)):
-        choice = "tie" if pref is None else ("A" if pref == r.get("shown_first", 0) else "B")
-        relabelled.append(dict(r, choice=choice, preferred=pref, shown_first=r.get("shown_first", 0)))
-    return judged_wins(relabelled, model)
-
-
-def win_rate(tally: dict[str, int]) -> tuple[float, int]:
-    """``(wins + ties / 2) / n`` and ``n = wins + losses + ties`` of a :func:`judged_wins` tally (NaN when n is 0)."""
-    n = tally["wins"] + tally["losses"] + tally["ties"]
-    return ((tally["wins"] + tally["ties"] / 2) / n if n else float("nan")), n
-
-
-def judged_wins(labels: Sequence[dict], model: str = "tuned") -> dict[str, int]:
-    """Wins, losses and ties of ``model`` in blind labels (``sources`` name the model of each completion)."""
-    tally = {"wins": 0, "losses": 0, "ties": 0, "skipped": 0}
-    for r in labels:
-        sources = r.get("sources") or []
-        if model not in sources:
-            continue
-        if r["choice"] == "skip":
-            tally["skipped"] += 1
-        elif r["choice"] == "tie":
-            tally["ties"] += 1
-        elif sources[r["preferred"]] == model:
-            tally["wins"] += 1
-        else:
-            tally["losses"] += 1
-    return tally
-
-
-# ----------------------------------------------------------------------------- a class's labels
-def fleiss_kappa(items: Sequence[Sequence]) -> float:
-    """Fleiss' kappa over items each rated by two or more raters (the counts may differ per item).
-
-    ``items`` holds, per item, the categories its raters chose. Items with fewer
-    than two ratings are left out; NaN when no item is left or chance agreement is 1.
-    """
-    rated = [list(r) for r in items if len(r) >= 2]
-    if not rated:
-        return float("nan")
-    totals: Counter = Counter()
-    agreement = []
-    for ratings in rated:
-        counts = Counter(ratings)
-        m = len(ratings)
-        totals.update(counts)
-        agreement.append((sum(c * c for c in counts.values()) - m) / (m * (m - 1)))
-    n_ratings = sum(totals.values())
-    p_e = sum((c / n_ratings) ** 2 for c in totals.values())
-    p_o = sum(agreement) / len(agreement)
-    return float("nan") if p_e == 1.0 else (p_o - p_e) / (1 - p_e)
-
-
-@dataclass
-class MergeReport:
-    """What :func:`merge_label_files` found; ``rows`` are the majority-vote preferences."""
-
-    files: int = 0
-    labels: int = 0
-    labellers: int = 0
-    pairs: int = 0
-    duplicates: int = 0
-    multiply_labelled: int = 0
-    conflicts: int = 0
-    agreement: float = float("nan")
-    kappa: float = float("nan")
-    problems: list[str] = field(default_factory=list)
-    rows: list[dict] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return (f"{self.files} file(s), {self.labels} label(s) by {self.labellers} labeller(s) of {self.pairs} pair(s); "
-                f"{self.duplicates} duplicate label(s) (same labeller, same pair: the latest kept); "
-                f"{self.multiply_labelled} pair(s) labelled by two or more people, {self.conflicts} of them in "
-                f"conflict; agreement between labellers {self.agreement:.2f}, Fleiss' kappa {self.kappa:.2f}; "
-                f"{len(self.rows)} preference row(s) by majority vote; {len(self.problems)} bad line(s) skipped")
-
-
-def merge_label_files(paths: Sequence[str | Path], task: str = "preference") -> MergeReport:
-    """Merge many people's label files into one majority-vote preference set.
-
-    Per pair (matched by :func:`pair_id`, whatever order each person saw it in)
-    every labeller's latest label counts once; a second label of a pair by the
-    same labeller (the same file handed in twice, or a relabel) is a duplicate.
-    A pair whose labellers did not all make the same choice is a conflict. Skips
-    carry no vote. The majority vote (ties of votes, and a "tie" majority, give
-    no row) becomes one ``{"prompt", "chosen", "rejected", "votes"}`` row.
-    Agreement is the share of agreeing labeller pairs over pairs labelled by two
-    or more people, and Fleiss' kappa corrects it for chance.
-    """
-    report = MergeReport(files=len(paths))
-    by_pair: dict[str, dict[str, dict]] = defaultdict(dict)
-    for path in paths:
-        standing, problems, _, relabels = _replay(Path(path))
-        report.problems += problems
-        report.duplicates += relabels
-        for r in _on_top(standing):
-            if r.get("task", "preference") != task:
-                continue
-            report.duplicates += r["labeller"] in by_pair[r["pair_id"]]
-            by_pair[r["pair_id"]][r["labeller"]] = r
-    report.labels = sum(len(v) for v in by_pair.values())
-    report.labellers = len({who for v in by_pair.values() for who in v})
-    report.pairs = len(by_pair)
-    ratings, agree, total = [], 0, 0
-    for votes in by_pair.values():
-        # a vote names the preferred completion by its place in sorted order: the same whatever order each saw
-        any_label = next(iter(votes.values()))
-        ordered = sorted(any_label["completions"])
-        cast = ["tie" if r["preferred"] is None else ordered.index(r["completions"][r["preferred"]])
-                for r in votes.values() if r["choice"] != "skip"]
-        if len(cast) >= 2:
-            report.multiply_labelled += 1
-            report.conflicts += len(set(cast)) > 1
-            ratings.append(cast)
-            for i in range(len(cast)):
-                for j in range(i + 1, len(cast)):
-                    agree += cast[i] == cast[j]
-                    total += 1
-        counts = Counter(cast).most_common()
-        if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]) or counts[0][0] == "tie":
-            continue
-        winner = ordered[counts[0][0]]
-        report.rows.append({"prompt": any_label["prompt"], "chosen": winner, "rejected": ordered[1 - counts[0][0]],
-                            "votes": f"{counts[0][1]} of {len(cast)}"})
-    if total:
-        report.agreement = agree / total
-        report.kappa = fleiss_kappa(ratings)
-    return report
-
-
-def write_class_preferences(report: MergeReport, path: str | Path) -> Path:
-    """Write the merged preferences as JSON Lines, the first line a header with the report's summary."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"kind": "header", "made_by": f"a class's labels merged by majority vote ({report.labellers} labellers)",
-              "summary": report.summary(), "time": _now()}
-    with path.open("w", encoding="utf-8") as f:
-        f.write(json.dumps(header, ensure_ascii=False) + "\n")
-        for row in report.rows:
-            f.write(json.dumps({"kind": "preference", **row}, ensure_ascii=False) + "\n")
-    return path
-
-
-def load_class_preferences(path: str | Path):
-    """A class's merged preferences (:func:`write_class_preferences`) as a ``datasets.Dataset``
-    with the columns ``prompt``, ``chosen`` and ``rejected``."""
-    import datasets
-
-    rows, problems = [], []
-    path = Path(path)
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            problems.append(f"line {number}: not valid JSON")
-            continue
-        if row.get("kind") == "header":
-            continue
-        if not all(isinstance(row.get(k), str) for k in ("prompt", "chosen", "rejected")):
-            problems.append(f"line {number}: lacks prompt, chosen or rejected")
-            continue
-        rows.append({k: row[k] for k in ("prompt", "chosen", "rejected")})
-    if problems:
-        warnings.warn(f"{len(problems)} line(s) of {path} skipped: " + "; ".join(problems[:10]), stacklevel=2)
-    if not rows:
-        raise ValueError(f"{path} holds no preference rows")
-    return datasets.Dataset.from_list(rows)
