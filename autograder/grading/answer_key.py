@@ -210,7 +210,9 @@ def reached(package_dir: Path, sources: list[str]) -> dict[str, set[str]]:
             todo += sorted(_kit_imports(ast.Module(body=top, type_ignores=[]), package, modules))
             todo += [(module, n) for stmt in top for n, _kind, _path in _bound(stmt)]  # module-level code always runs
         out[module].add(name)
-        space = spaces.setdefault(module, Namespace([texts[module]]))
+        if module not in spaces:  # read once (setdefault would read it again at every step)
+            spaces[module] = Namespace([texts[module]])
+        space = spaces[module]
         own = {b.name for b in space.bindings}
         for each in sorted(own if name == "*" else {name} & own):
             reach = space.reach(each)

@@ -51,6 +51,9 @@ def python_source(cell_source: str) -> str:
     first, _, body = cell_source.lstrip().partition("\n")
     if first.startswith("%%") and first[2:].split(" ")[0] in PYTHON_CELL_MAGICS:
         cell_source = body
+    plain = _plain_python(cell_source)
+    if plain is not None:
+        return plain
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
@@ -61,6 +64,23 @@ def python_source(cell_source: str) -> str:
         ast.parse(text)
     except SyntaxError:
         return ""
+    return text
+
+
+def _plain_python(source: str) -> str | None:
+    """``source`` as IPython's transforms would leave it, when it is plain Python already (they then
+    only drop its leading blank lines and end it with a newline); None when it is not. Reading a
+    whole kit module through IPython's tokenizer took most of a box's build."""
+    lines = source.splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if line and not line.isspace()), 0)
+    text = "".join(lines[first:])
+    if not text.strip():
+        return None
+    text = text if text.endswith("\n") else text + "\n"
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return None
     return text
 
 
