@@ -69,6 +69,17 @@ def test_quick_math_part_is_deterministic_loads_and_survives_a_reviews_build(tmp
     assert len(load_math_problems("test")) == MathWorldConfig.quick().n_test
 
 
+def test_shipped_math_part_matches_its_manifest_and_gates(world_dir):
+    from rlhf_helpers.data import load_math_problems
+    from rlhf_helpers.models import load_math_policy
+
+    manifest = json.loads((world_dir / "math" / "MANIFEST.json").read_text())
+    assert manifest["gates_passed"] and not manifest["quick"]
+    model, _ = load_math_policy("tiny", device="cpu")  # verifies the checksums of math/policy
+    assert sum(p.numel() for p in model.parameters()) == manifest["policy"]["parameters"]
+    assert {s: len(load_math_problems(s, "tiny")) for s in ("sft", "train", "test")} == manifest["problems"]
+
+
 @pytest.mark.slow
 def test_full_rebuild_passes_the_gates_and_matches_the_shipped_world(tmp_path, world_dir):
     report = build_world(tmp_path / "world", seed=0)
