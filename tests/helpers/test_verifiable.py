@@ -89,3 +89,52 @@ def test_pass_at_k_refuses_out_of_range_values():
 def test_pass_at_k_curve_averages_over_problems_and_takes_an_estimator():
     assert pass_at_k_curve([0, 4, 1], n=4, ks=[1, 2]) == pytest.approx([(0 + 1 + 0.25) / 3, (0 + 1 + 0.5) / 3])
     assert pass_at_k_curve([1, 2], n=4, ks=[3], estimator=lambda n, c, k: c * k) == [4.5]
+
+
+# ----------------------------------------------------------------------------- with the world's math policy
+@pytest.fixture(scope="module")
+def math_policy():
+    from rlhf_helpers.models import load_math_policy
+
+    return load_math_policy("tiny", device="cpu")
+
+
+def test_sample_answers_draws_its_own_stream(math_policy):
+    import torch
+
+    from rlhf_helpers.verifiable import sample_answers
+
+    model, tokenizer = math_policy
+    prompts = ["47+38=", "12+35="]
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    first = sample_answers(model, tokenizer, prompts, 8, seed=3, max_new_tokens=6)
+    assert torch.rand(1) == before  # the caller's random state is as it was
+    assert sample_answers(model, tokenizer, prompts, 8, seed=3, max_new_tokens=6) == first
+    assert [len(group) for group in first] == [8, 8]
+    greedy = sample_answers(model, tokenizer, prompts, 2, greedy=True, max_new_tokens=6)
+    assert all(group[0] == group[1] for group in greedy)
+
+
+def test_check_completion_only_loss_on_a_hand_made_batch(math_policy):
+    import torch
+
+    from rlhf_helpers.verifiable import check_completion_only_loss
+
+    _, tokenizer = math_policy
+    examples = [to_sft_example({"prompt": "12+35=", "answer": "47"})]
+    text = examples[0]["prompt"] + examples[0]["completion"] + tokenizer.eos_token
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    n_prompt = len(tokenizer(examples[0]["prompt"])["input_ids"])
+    labels = ids.clone()
+    labels[:, :n_prompt] = -100
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    check_completion_only_loss(batch, tokenizer, examples)  # right: no error
+    whole = dict(batch, labels=ids.clone())  # the loss also covers the prompt
+    with pytest.raises(ValueError, match="row 0"):
+        check_completion_only_loss(whole, tokenizer, examples)
+    no_eos = dict(batch, labels=labels.clone())
+    no_eos["labels"][0, -1] = -100
+    with pytest.raises(ValueError, match="row 0"):
+        check_completion_only_loss(no_eos, tokenizer, examples)
