@@ -1,6 +1,6 @@
 """The helper package's own subcommands of ``rlhf-course``.
 
-    rlhf-course build-world [--out DIR] [--seed N]   rebuild the tiny model world
+    rlhf-course build-world [--out DIR] [--seed N] [--part P]   rebuild the tiny model world (or one part)
     rlhf-course info                                 show the profile, what it loads, and the labs
     rlhf-course labels merge FILE... --out PATH       merge a class's lab 8 label files
 
@@ -16,10 +16,11 @@ from pathlib import Path
 
 
 def _cmd_build_world(args: argparse.Namespace) -> int:
-    from rlhf_helpers.build_world import build_world
+    from rlhf_helpers.build_world import build_math_world, build_world
 
-    report = build_world(out_dir=args.out, seed=args.seed, quick=args.quick)
-    return 0 if report["gates_passed"] else 1
+    builders = {"reviews": [build_world], "math": [build_math_world], "all": [build_world, build_math_world]}
+    passed = [build(out_dir=args.out, seed=args.seed, quick=args.quick)["gates_passed"] for build in builders[args.part]]
+    return 0 if all(passed) else 1
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -30,6 +31,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"policy:  {profile.policy}")
     print(f"reward:  {profile.reward}")
     print(f"reviews: {profile.reviews}")
+    print(f"math:    {profile.math_policy} on {profile.math_problems} (lab 9)")
     print(f"device:  {get_device()}")
     labs = course_labs()
     if labs:
@@ -88,6 +90,9 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default: the package's world/ folder)")
     p.add_argument("--seed", type=int, default=0, help="seed for everything (default 0)")
     p.add_argument("--quick", action="store_true", help="a few training steps only (for tests; gates not enforced)")
+    p.add_argument("--part", choices=["all", "reviews", "math"], default="all",
+                   help="which part to build: reviews (labs 1-8), math (lab 9's arithmetic, in math/), or all "
+                        "(default); a part built alone leaves the other's files as they are")
     p.set_defaults(func=_cmd_build_world)
 
     p = sub.add_parser("info", help="show which profile, models and device the kit will use, and the labs")

@@ -48,6 +48,8 @@ class Profile:
     reviews: str = field(metadata={"help": "review corpus: a folder or a Hub dataset id"})
     offline: bool = field(metadata={"help": "True when everything is on local disk"})
     description: str = field(default="", metadata={"help": "one line for humans"})
+    math_policy: str = field(default="", metadata={"help": "lab 9's causal LM for checked answers: a folder or a Hub repo id"})
+    math_problems: str = field(default="", metadata={"help": "lab 9's problems with checkable answers: a folder or a Hub dataset id"})
 
     @property
     def world_dir(self) -> Path | None:
@@ -69,6 +71,8 @@ def _tiny() -> Profile:
         reviews=str(root / "data"),
         offline=True,
         description="offline tiny world built by this kit (CPU, seconds)",
+        math_policy=str(root / "math" / "policy"),
+        math_problems=str(root / "math" / "data"),
     )
 
 
@@ -80,6 +84,8 @@ def _hub() -> Profile:
         reviews="stanfordnlp/imdb",
         offline=False,
         description="the real course models and IMDb (Hub access; a GPU is advised)",
+        math_policy="Qwen/Qwen2.5-0.5B-Instruct",
+        math_problems="openai/gsm8k",
     )
 
 

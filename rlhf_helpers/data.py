@@ -6,9 +6,10 @@ function                                     tiny (default, offline)            
 ``load_reviews(split)``                      the grammar's reviews              ``stanfordnlp/imdb``
 ``load_raw_preference_records(split)``       shipped with the world             built from the hub models
 ``load_preference_pairs(split)``             ``prompt`` / ``chosen`` / ``rejected`` from the raw records
+``load_math_problems(split)``                two-digit additions                ``openai/gsm8k``
 ==========================================  ================================  =======================
 
-Splits are ``"train"`` and ``"test"``. Labels are ``1`` positive, ``0`` negative.
+Splits are ``"train"`` and ``"test"`` (lab 9's problems also ``"sft"``). Labels are ``1`` positive, ``0`` negative.
 A raw preference record is ``{"prefix": str, "completions": [str, str],
 "scores": [float, float]}``: two continuations sampled from the policy, scored
 by the reward model's POSITIVE logit on prefix + continuation.
@@ -25,6 +26,10 @@ from pathlib import Path
 from rlhf_helpers.config import REBUILD_HINT, Profile, get_profile
 
 SPLITS = ("train", "test")
+MATH_SPLITS = ("sft", "train", "test")
+"""Lab 9's problems: ``sft`` to learn the answer format on, ``train`` for reinforcement learning, ``test`` held out."""
+MATH_INSTRUCTION = "\nGive the final number as <answer>N</answer>.\n"
+"""Appended to a GSM8K question (hub profile) to make lab 9's prompt."""
 CARRIES = {"record_to_pair": ["to_preference_format"]}
 """Helpers that do a graded function's work under another name: hidden with it while its lab is
 graded (``record_to_pair`` is lab 6's ``to_preference_format``; lab 6 does not use it)."""
@@ -45,9 +50,9 @@ def read_jsonl_gz(path: Path) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- datasets
-def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}: expected one of {list(SPLITS)}.")
+def _check_split(split: str, splits: tuple[str, ...] = SPLITS) -> str:
+    if split not in splits:
+        raise ValueError(f"Unknown split {split!r}: expected one of {list(splits)}.")
     return split
 
 
@@ -79,6 +84,30 @@ def load_reviews(split: str = "train", profile: str | Profile | None = None):
         rows = _read(_world_file(prof.reviews, f"reviews_{split}.jsonl.gz"))
         return datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]})
     return datasets.load_dataset(prof.reviews, split=split)
+
+
+def load_math_problems(split: str = "train", profile: str | Profile | None = None):
+    """Lab 9's problems as a ``datasets.Dataset`` with columns ``prompt`` and ``answer`` (an integer, as text).
+
+    Tiny profile: two-digit additions (``"47+38="``, ``"85"``): ``sft`` holds problems without a
+    carry, ``train`` and ``test`` problems with one, and no ``sft`` or ``test`` problem is in the math
+    policy's corpus (:mod:`rlhf_helpers.arithmetic`). Hub profile: GSM8K's grade-school word problems,
+    the question followed by :data:`MATH_INSTRUCTION`, the answer the number after ``####``; ``sft`` is
+    the first 1,000 training problems, ``train`` the rest, ``test`` GSM8K's test split.
+    """
+    import datasets
+
+    _check_split(split, MATH_SPLITS)
+    prof = get_profile(profile)
+    if prof.offline:
+        rows = _read(_world_file(prof.math_problems, f"math_{split}.jsonl.gz"))
+        return datasets.Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "answer": [r["answer"] for r in rows]})
+    raw = datasets.load_dataset(prof.math_problems, "main", split="test" if split == "test" else "train")
+    if split != "test":
+        raw = raw.select(range(1000) if split == "sft" else range(1000, len(raw)))
+    return raw.map(lambda r: {"prompt": r["question"] + MATH_INSTRUCTION,
+                              "answer": r["answer"].split("####")[-1].strip().replace(",", "")},
+                   remove_columns=raw.column_names)
 
 
 def _hub_preference_cache(split: str) -> Path:

@@ -8,7 +8,11 @@ The same ``from_pretrained`` / ``pipeline`` calls load the offline tiny world
 =============  ==================================  ===========================
 policy         ``rlhf_helpers/world/policy``        ``lvwerra/gpt2-imdb``
 reward model   ``rlhf_helpers/world/reward``        ``lvwerra/distilbert-imdb``
+math policy    ``rlhf_helpers/world/math/policy``   ``Qwen/Qwen2.5-0.5B-Instruct``
 =============  ==================================  ===========================
+
+The math policy is lab 9's: in the tiny world a GPT-2 with one token per
+character that has read two-digit additions (:mod:`rlhf_helpers.arithmetic`).
 
 >>> model, tokenizer = load_policy()             # doctest: +SKIP
 >>> reward_pipe = load_reward_pipeline()         # doctest: +SKIP
@@ -34,7 +38,8 @@ class WorldError(RuntimeError):
 
 
 def verify_world_folder(folder: Path) -> None:
-    """Check the files of one world folder (``policy`` or ``reward``) against ``MANIFEST.json``.
+    """Check the files of one world folder (``policy``, ``reward``, ``math/policy``) against the
+    ``MANIFEST.json`` beside it.
 
     Raises :class:`WorldError` naming the first missing or changed file.
     """
@@ -83,7 +88,7 @@ def _from_pretrained(prof: Profile, part: str, model_class):
     from transformers import AutoTokenizer
 
     source = _source(prof, part)
-    what = {"policy": "policy", "reward": "reward model"}[part]
+    what = {"policy": "policy", "reward": "reward model", "math_policy": "math policy"}[part]
     try:
         with no_load_bars():
             return model_class.from_pretrained(source), AutoTokenizer.from_pretrained(source)
@@ -105,9 +110,28 @@ def load_policy(profile: str | Profile | None = None, device: str | None = None)
         and its tokenizer, set to pad on the left with EOS (what batched
         generation with a decoder-only model needs).
     """
+    return _causal_lm(get_profile(profile), "policy", device)
+
+
+def load_math_policy(profile: str | Profile | None = None, device: str | None = None):
+    """Load lab 9's policy, a causal LM that answers problems a program can check, and its tokenizer.
+
+    Args:
+        profile: ``"tiny"`` (a GPT-2 with one token per character, trained on two-digit additions)
+            or ``"hub"`` (``Qwen/Qwen2.5-0.5B-Instruct``); default ``$RLHF_COURSE_PROFILE`` or ``"tiny"``.
+        device: ``"cpu"``, ``"cuda"``...; default the GPU when there is one.
+
+    Returns:
+        ``(model, tokenizer)`` as :func:`load_policy` returns them: eval mode, padding on the left.
+    """
+    return _causal_lm(get_profile(profile), "math_policy", device)
+
+
+def _causal_lm(prof: Profile, part: str, device: str | None):
+    """The profile's causal LM ``part`` in eval mode on ``device``, its tokenizer padding on the left."""
     from transformers import AutoModelForCausalLM
 
-    model, tokenizer = _from_pretrained(get_profile(profile), "policy", AutoModelForCausalLM)
+    model, tokenizer = _from_pretrained(prof, part, AutoModelForCausalLM)
     if tokenizer.pad_token is None:  # GPT-2 has no pad token; course code pads with EOS
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

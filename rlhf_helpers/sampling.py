@@ -429,16 +429,17 @@ def beam_search(model, input_ids: torch.Tensor, num_beams: int, max_new_tokens: 
 
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompts: list[str], n_per_prompt: int, max_new_tokens: int,
-                       batch_size: int = 256, desc: str = "sampling") -> list[list[str]]:
-    """``n_per_prompt`` sampled continuations (text after the prompt) for each prompt."""
+                       batch_size: int = 256, desc: str | None = "sampling", greedy: bool = False) -> list[list[str]]:
+    """``n_per_prompt`` continuations (text after the prompt, special tokens dropped) for each prompt:
+    pure samples at temperature 1 (no top-k, no top-p), or greedy ones. ``desc=None`` hides the bar."""
     out: list[list[str]] = [[] for _ in prompts]
     flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n_per_prompt)]
-    for start in tqdm(range(0, len(flat), batch_size), desc=desc, unit="batch"):
+    settings = {"do_sample": False} if greedy else {"do_sample": True, "top_k": 0, "top_p": 1.0}
+    for start in tqdm(range(0, len(flat), batch_size), desc=desc, unit="batch", disable=desc is None):
         chunk = flat[start : start + batch_size]
         enc = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True, padding_side="left")
         enc = {k: v.to(model.device) for k, v in enc.items()}
-        gen = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-                             pad_token_id=tokenizer.pad_token_id)
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **settings)
         texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         for (i, _), t in zip(chunk, texts):
             out[i].append(t)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from rlhf_helpers.build_world import WorldConfig, build_world
+from rlhf_helpers.build_world import MathWorldConfig, WorldConfig, build_math_world, build_world
 
 
 def _files(root):
@@ -38,6 +38,46 @@ def test_failed_gates_leave_the_world_untouched(tmp_path, capsys):
     assert not report["gates_passed"] and not out.exists()
     assert (tmp_path / "world.building" / "MANIFEST.json").is_file()
     assert "[FAIL]" in capsys.readouterr().out
+
+
+def test_quick_math_part_is_deterministic_loads_and_survives_a_reviews_build(tmp_path, monkeypatch):
+    a = build_math_world(tmp_path / "a", seed=5, quick=True)
+    build_math_world(tmp_path / "b", seed=5, quick=True)
+    math_a = tmp_path / "a" / "math"
+    files = _files(math_a)
+    assert {str(f) for f in files} == {"README.md", "policy/config.json", "policy/generation_config.json",
+                                       "policy/model.safetensors", "policy/tokenizer.json",
+                                       "policy/tokenizer_config.json", "data/math_sft.jsonl.gz",
+                                       "data/math_train.jsonl.gz", "data/math_test.jsonl.gz"}
+    for f in files:
+        assert filecmp.cmp(math_a / f, tmp_path / "b" / "math" / f, shallow=False), f"{f} differs between builds"
+    assert set(a["files"]) == {str(f) for f in files} and set(a["seconds"]) == {"problems", "policy", "quality"}
+    assert not (tmp_path / "a" / "MANIFEST.json").exists()  # the part has its own manifest, in math/
+
+    before = {str(f): (math_a / f).read_bytes() for f in files}
+    build_world(tmp_path / "a", seed=5, quick=True)  # the reviews, built after: math/ stays as it was
+    assert {str(f): (math_a / f).read_bytes() for f in _files(math_a)} == before
+    assert not any(rel.startswith("math/") for rel in json.loads((tmp_path / "a" / "MANIFEST.json").read_text())["files"])
+
+    monkeypatch.setenv("RLHF_COURSE_WORLD", str(tmp_path / "a"))
+    from rlhf_helpers.data import load_math_problems
+    from rlhf_helpers.models import load_math_policy
+
+    model, tokenizer = load_math_policy()
+    assert model.config.n_embd == MathWorldConfig.quick().dim
+    assert tokenizer.tokenize("47+38=") == list("47+38=")
+    assert len(load_math_problems("test")) == MathWorldConfig.quick().n_test
+
+
+def test_shipped_math_part_matches_its_manifest_and_gates(world_dir):
+    from rlhf_helpers.data import load_math_problems
+    from rlhf_helpers.models import load_math_policy
+
+    manifest = json.loads((world_dir / "math" / "MANIFEST.json").read_text())
+    assert manifest["gates_passed"] and not manifest["quick"]
+    model, _ = load_math_policy("tiny", device="cpu")  # verifies the checksums of math/policy
+    assert sum(p.numel() for p in model.parameters()) == manifest["policy"]["parameters"]
+    assert {s: len(load_math_problems(s, "tiny")) for s in ("sft", "train", "test")} == manifest["problems"]
 
 
 @pytest.mark.slow
