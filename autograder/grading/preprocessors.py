@@ -10,10 +10,11 @@
   Test cells are *observed* there and *judged* here (:mod:`autograder.grading.judge`):
   the kernel runs only each test's observation program, and after the run
   every test cell's outputs are replaced by the judge's verdict.
-* :class:`StrictSaveAutoGrades` scores a test cell by one rule: it passes when
-  its (judged) outputs hold no error. Text on stderr (a warning, a progress bar)
-  and a trailing value are ignored (nbgrader would score the first 0 and read
-  the second as partial credit).
+* :class:`StrictSaveAutoGrades` scores a test cell by one rule: full points when
+  the judge's verdict (written once by :class:`SandboxExecute` to its verdicts
+  file) passed, else none. Text on stderr (a warning, a progress bar) and a
+  trailing value are ignored (nbgrader would score the first 0 and read the
+  second as partial credit).
 * :class:`HideHiddenTests` runs when feedback is made: test cells lose their
   hidden part, their tracebacks are reduced to the exception line, and any
   output anywhere that quotes a hidden test is replaced by a notice.
