@@ -14,10 +14,10 @@ so on a problem whose units carry (``7 + 8 = 15``) they write ``75`` for
 agree. A model trained on the corpus has seen both on every carry problem and
 samples either, which is what a checked reward can change.
 
-The task split (:func:`make_problems`): ``sft`` holds problems without a carry
-(where the answer format is all there is to learn), ``train`` and ``test`` hold
-problems with one. The world's builder keeps the ``sft`` and ``test`` problems
-out of the corpus.
+The task split (:func:`make_problems`): ``train`` and ``test`` hold problems with
+a carry; ``sft`` holds demonstrations, half with a carry, answered by the same
+writers as the corpus (so some are wrong). The world's builder keeps the ``sft``
+and ``test`` problems out of the corpus.
 
 >>> careless_sum(47, 38), careless_sum(95, 17), careless_sum(12, 35)
 (75, 102, 47)
@@ -107,21 +107,38 @@ def generate_corpus(n: int, careless: float, exclude: Collection[tuple[int, int]
     return out
 
 
-def make_problems(n_sft: int, n_train: int, n_test: int, seed: int = 0) -> dict[str, list[dict]]:
+def make_problems(n_sft: int, n_train: int, n_test: int, seed: int = 0,
+                  careless: float = 0.0) -> dict[str, list[dict]]:
     """The task split: distinct problems ``{"prompt": "47+38=", "answer": "85"}``.
 
-    ``sft``: problems without a carry; ``train`` and ``test``: problems with one. No problem is in
-    two splits, and ``test`` does not depend on ``n_train`` (it is drawn first).
+    ``train`` and ``test`` hold problems with a carry, answered right (the verifier's references).
+    ``sft`` holds *demonstrations*: half of them problems without a carry, half with one, answered
+    as the corpus's writers answer them, so with ``careless`` > 0 some carry answers are wrong
+    (:func:`careless_sum`). No problem is in two splits, and ``test`` does not depend on the other
+    sizes (it is drawn first), nor ``train`` on ``n_sft`` or ``careless``.
     """
     for value, name in ((n_sft, "n_sft"), (n_train, "n_train"), (n_test, "n_test")):
         _args.integer(value, name, minimum=0)
+    if _args.positive_number(careless, "careless", allow_zero=True) > 1:
+        raise ValueError(f"careless should be a share in [0, 1], got {careless!r}.")
     rng = random.Random(seed)
     pairs = all_pairs()
     rng.shuffle(pairs)
     carry = [p for p in pairs if carries(*p)]
     plain = [p for p in pairs if not carries(*p)]
-    if n_train + n_test > len(carry) or n_sft > len(plain):
-        raise ValueError(f"asked for {n_train} + {n_test} carry problems and {n_sft} without a carry; there are "
-                         f"{len(carry)} and {len(plain)}.")
-    chosen = {"sft": plain[:n_sft], "train": carry[n_test:n_test + n_train], "test": carry[:n_test]}
-    return {split: [{"prompt": prompt(a, b), "answer": str(a + b)} for a, b in rows] for split, rows in chosen.items()}
+    n_plain = n_sft - n_sft // 2
+    if n_test + n_train + n_sft // 2 > len(carry) or n_plain > len(plain):
+        raise ValueError(f"asked for {n_test} + {n_train} + {n_sft // 2} carry problems and {n_plain} without a "
+                         f"carry; there are {len(carry)} and {len(plain)}.")
+    sft = plain[:n_plain] + carry[n_test + n_train:n_test + n_train + n_sft // 2]
+    random.Random(seed + 1).shuffle(sft)
+    writer = random.Random(seed + 2)
+
+    def written(a: int, b: int) -> int:
+        return careless_sum(a, b) if carries(a, b) and writer.random() < careless else a + b
+
+    def rows(chosen: list[tuple[int, int]], answer) -> list[dict]:
+        return [{"prompt": prompt(a, b), "answer": str(answer(a, b))} for a, b in chosen]
+
+    return {"sft": rows(sft, written), "train": rows(carry[n_test:n_test + n_train], lambda a, b: a + b),
+            "test": rows(carry[:n_test], lambda a, b: a + b)}

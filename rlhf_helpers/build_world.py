@@ -418,7 +418,7 @@ class MathWorldConfig:
     """Sizes and training settings of the arithmetic part (the defaults pass its gates)."""
 
     corpus_lines: int = 30000
-    careless: float = 0.6  # share of careless writers on problems that carry
+    careless: float = 0.6  # share of careless writers on problems that carry (corpus and sft demonstrations)
     n_positions: int = 64
     dim: int = 128
     layers: int = 2
@@ -486,7 +486,7 @@ def build_math_world(out_dir: str | Path | None = None, seed: int = 0, quick: bo
 def _math_data(tmp: Path, cfg: MathWorldConfig, seed: int, times: dict[str, float]) -> tuple[dict, list[str]]:
     """The task's problems (saved under ``tmp/data``) and the corpus, which holds no ``sft`` or ``test`` problem."""
     t = time.perf_counter()
-    problems = arithmetic.make_problems(cfg.n_sft, cfg.n_train, cfg.n_test, seed=seed + 3)
+    problems = arithmetic.make_problems(cfg.n_sft, cfg.n_train, cfg.n_test, seed=seed + 3, careless=cfg.careless)
     for split, rows in problems.items():
         write_jsonl_gz(tmp / "data" / f"math_{split}.jsonl.gz", rows)
     unseen = {arithmetic.operands(p["prompt"]) for split in ("sft", "test") for p in problems[split]}
@@ -527,7 +527,8 @@ def _math_quality(model, tokenizer, problems: dict, cfg: MathWorldConfig, seed: 
 
     sampled = answers(problems["test"], cfg.samples_per_problem, greedy=False)
     greedy = answers(problems["test"], 1, greedy=True)
-    easy = answers(problems["sft"], 1, greedy=True)
+    easy = answers([r for r in problems["sft"] if not arithmetic.carries(*arithmetic.operands(r["prompt"]))], 1,
+                   greedy=True)
     quality = {
         "no_carry_accuracy_greedy": share(easy, lambda s, right, _: first_number(s) == right),
         "carry_accuracy_greedy": share(greedy, lambda s, right, _: first_number(s) == right),

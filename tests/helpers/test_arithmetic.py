@@ -38,9 +38,21 @@ def test_problem_splits_are_disjoint_and_as_described():
     assert all(len(set(v)) == len(v) for v in pairs.values())
     assert not set(pairs["sft"]) & set(pairs["train"]) and not set(pairs["sft"]) & set(pairs["test"])
     assert not set(pairs["train"]) & set(pairs["test"])
-    assert not any(carries(*p) for p in pairs["sft"])
+    assert sum(carries(*p) for p in pairs["sft"]) == 150  # half the demonstrations carry
     assert all(carries(*p) for p in pairs["train"] + pairs["test"])
-    assert all(int(p["answer"]) == sum(operands(p["prompt"])) for v in split.values() for p in v)
+    assert all(int(p["answer"]) == sum(operands(p["prompt"])) for v in split.values() for p in v)  # careless=0
+
+
+def test_demonstrations_are_answered_like_the_corpus():
+    right, sloppy = make_problems(400, 100, 100, seed=2), make_problems(400, 100, 100, seed=2, careless=0.6)
+    assert [p["prompt"] for p in right["sft"]] == [p["prompt"] for p in sloppy["sft"]]
+    assert right["train"] == sloppy["train"] and right["test"] == sloppy["test"]
+    wrong = [p for p in sloppy["sft"] if int(p["answer"]) != sum(operands(p["prompt"]))]
+    assert all(int(p["answer"]) == careless_sum(*operands(p["prompt"])) for p in wrong)
+    assert all(carries(*operands(p["prompt"])) for p in wrong)
+    assert 0.45 < len(wrong) / 200 < 0.75  # 60 % of the 200 carry demonstrations, give or take
+    with pytest.raises(ValueError, match="careless"):
+        make_problems(4, 4, 4, careless=1.5)
 
 
 def test_test_split_does_not_depend_on_the_train_size():
