@@ -44,9 +44,6 @@ __all__ = ["ANSWER_OPEN", "ANSWER_CLOSE", "parse_answer", "exact_match_reward", 
            "check_completion_only_loss", "pass_at_k", "first_number", "sample_answers", "mean_reward",
            "count_correct", "pass_at_k_curve"]
 
-CARRIES: dict[str, list[str]] = {}
-"""No helper here does a graded function's work under another name (the graded ones call each other)."""
-
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 _INTEGER = re.compile(r"-?[0-9]+")
 

@@ -30,7 +30,7 @@ LAB_IDS = find_labs(SOLUTIONS)
 PARAMS = LAB_IDS  # test_the_syllabus_is_all_there fails when one is missing
 
 SYLLABUS = ("lab1_sampling", "lab2_rewards", "lab3_ppo", "lab4_kl_beta", "lab5_dpo_derivation", "lab6_dpo_hf",
-            "lab7_beyond_ppo", "lab8_human_feedback")
+            "lab7_beyond_ppo", "lab8_human_feedback", "lab9_verifiable_rewards")
 
 
 def test_the_syllabus_is_all_there():

@@ -36,7 +36,7 @@ import nbformat
 REPO = Path(__file__).resolve().parents[3]
 SOLUTIONS = REPO / "solutions"
 LABS = ("lab1_sampling", "lab2_rewards", "lab3_ppo", "lab4_kl_beta", "lab5_dpo_derivation", "lab6_dpo_hf",
-        "lab7_beyond_ppo", "lab8_human_feedback")
+        "lab7_beyond_ppo", "lab8_human_feedback", "lab9_verifiable_rewards")
 
 VARIANTS_BY_LAB: dict[str, dict[str, dict[str, str]]] = {
     lab: importlib.import_module(f"{__name__}.{lab}").VARIANTS for lab in LABS

@@ -33,7 +33,7 @@ import nbformat
 REPO = Path(__file__).resolve().parents[3]
 RELEASED = REPO / "labs"
 LABS = ("lab1_sampling", "lab2_rewards", "lab3_ppo", "lab4_kl_beta", "lab5_dpo_derivation", "lab6_dpo_hf",
-        "lab7_beyond_ppo", "lab8_human_feedback")
+        "lab7_beyond_ppo", "lab8_human_feedback", "lab9_verifiable_rewards")
 
 ATTACKS_BY_LAB: dict[str, dict[str, dict]] = {
     lab: importlib.import_module(f"{__name__}.{lab}").ATTACKS for lab in LABS
