@@ -37,7 +37,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if labs:
         print(f"labs ({LABS_DIR}):")
         for lab_id, title in labs:
-            print(f"  {lab_id:22} {title}")
+            width = max(len(lab_id) for lab_id, _ in labs)
+            print(f"  {lab_id:{width}}  {title}")
     return 0
 
 

@@ -607,3 +607,40 @@ CLAIMS += [
                              " for t in results.values()]"},
           holds=lambda f: min(f["widths"]) > 0.25),
 ]
+
+# --- lab 9: rewards a program can check
+_SCORES_AFTER_SFT = 'scores = {"base": evaluate(base_model, "base"), "SFT": evaluate(sft_model, "after SFT")}'
+_PASS_AT_K = "curves = {name: pass_at_k_curve(c, N_SAMPLES, KS, estimator=pass_at_k) for name, c in counts.items()}"
+CLAIMS += [
+    Claim("lab9_verifiable_rewards", "base_writes_careless_sums",
+          "on them it gives the careless writers' sum more often than the right one",
+          after="loose = sum(n == a for n, a in firsts) / len(firsts)",
+          figures={"right": "loose", "careless": "sum(sloppy) / len(sloppy)",
+                   "number": "sum(n is not None for n, _ in firsts) / len(firsts)"},
+          holds=lambda f: f["careless"] > f["right"] and f["number"] > 0.9),
+    Claim("lab9_verifiable_rewards", "sft_teaches_the_format",
+          "SFT taught the format: almost every completion is now one block the verifier can read "
+          "(the base model wrote none)",
+          after=_SCORES_AFTER_SFT, figures={"scores": "scores"},
+          holds=lambda f: f["scores"]["SFT"]["format"] >= 0.85 and f["scores"]["base"]["format"] == 0.0),
+    Claim("lab9_verifiable_rewards", "sft_keeps_the_accuracy",
+          "It did not teach the sum: the accuracy stays near the base model's loose accuracy above",
+          after=_SCORES_AFTER_SFT, figures={"loose": "loose", "sft": "scores['SFT']['exact']"},
+          holds=lambda f: abs(f["sft"] - f["loose"]) < 0.15 and f["sft"] < 0.5),
+    Claim("lab9_verifiable_rewards", "grpo_raises_accuracy", "GRPO on it raised held-out accuracy",
+          after='scores["GRPO"] = evaluate(grpo_model, "after GRPO")', figures={"scores": "scores"},
+          holds=lambda f: f["scores"]["GRPO"]["exact"] - f["scores"]["SFT"]["exact"] >= 0.2),
+    Claim("lab9_verifiable_rewards", "grpo_raises_pass_at_1",
+          "GRPO raised pass@1 a lot: from the SFT model's level to most problems solved in one try",
+          after=_PASS_AT_K, figures={"curves": "curves"},
+          holds=lambda f: f["curves"]["GRPO"][0] - f["curves"]["SFT"][0] >= 0.2 and f["curves"]["GRPO"][0] > 0.5),
+    Claim("lab9_verifiable_rewards", "curves_meet_at_64",
+          "At $k = 64$ the two curves are close: the SFT model already reached almost every right answer",
+          after=_PASS_AT_K, figures={"curves": "curves"},
+          holds=lambda f: abs(f["curves"]["GRPO"][-1] - f["curves"]["SFT"][-1]) < 0.05 and f["curves"]["SFT"][-1] > 0.9),
+    Claim("lab9_verifiable_rewards", "format_only_reward_is_hacked",
+          "The format reward reached its ceiling and the accuracy fell to almost nothing",
+          after='scores["format only"] = evaluate(hacked, "format only")', figures={"scores": "scores"},
+          holds=lambda f: f["scores"]["format only"]["format"] >= max(0.9, f["scores"]["SFT"]["format"])
+          and f["scores"]["format only"]["exact"] < 0.1),
+]

@@ -193,6 +193,11 @@ def test_cell_problems(source: str, learner_names: set[str]) -> list[str]:
         return problems + [f"its observation program does not parse ({exc.msg})"]
     if not any(_is_observer(n) for n in ast.walk(program)):
         problems.append("observes nothing: call the learner's code through observe(lambda: ...) or attempt(...)")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and node.handlers and any(_is_observer(n) for b in node.body for n in ast.walk(b)):
+            problems.append(f"line {node.lineno}: observe(...)/attempt(...) inside try/except: on the checking side "
+                            "the learner's exception comes back as ObservedError, not its own class, so the except "
+                            "clause never matches there; use assert_raises(ExcType, attempt(lambda: ...), ...)")
     for node in ast.walk(program):
         if _kernel_type_check(node):
             problems.append(f"line {node.lineno}: {node.func.id}(...) runs in the learner's kernel, where a fake object "

@@ -107,6 +107,16 @@ ALIASES: dict[str, list[str]] = {
         # class_merge.write_class_preferences stays: it writes rows the merge made, and does no graded work
         "from rlhf_helpers.frontier import best_of_n_kl_bound",
     ],
+    "lab9_verifiable_rewards": [
+        "from rlhf_helpers.verifiable import to_sft_example as f; f({'prompt': '1+2=', 'answer': '3'})",
+        "from rlhf_helpers.verifiable import check_completion_only_loss as f; f({}, None, [])",
+        "from rlhf_helpers.verifiable import parse_answer as f; f('<answer>3</answer>')",
+        "from rlhf_helpers.verifiable import exact_match_reward as f; f(['<answer>3</answer>'], ['3'])",
+        "from rlhf_helpers.verifiable import format_reward as f; f(['<answer>3</answer>'])",
+        "from rlhf_helpers.verifiable import pass_at_k as f; f(4, 1, 2)",
+        # the estimator's default is the kit's pass_at_k: with none passed, the curve reaches the stub
+        "from rlhf_helpers.verifiable import pass_at_k_curve as f; f([1, 2], 4, [2])",
+    ],
 }
 """Lab -> code that would compute one of the lab's graded values with the kit's code."""
 
@@ -169,6 +179,10 @@ def test_what_the_lab_uses_is_in_its_box(tmp_path):
     seven = ["from rlhf_helpers.frontier import best_of_n_curve as f; f([['a']], torch.zeros(1, 1), {}, [4], "
              "kl_bound_fn=lambda n: 0.5)"]
     assert all(outcome == "worked" for _line, outcome in _box_results("lab7_beyond_ppo", tmp_path / "7", seven))
+    nine = ["from rlhf_helpers.verifiable import first_number as f; assert f('? answer: 85') == 85",
+            "from rlhf_helpers.verifiable import pass_at_k_curve as f; assert f([1, 4], 4, [1], estimator=lambda n, c, k: c / n) == [0.625]",
+            "from rlhf_helpers.arithmetic import careless_sum as f; assert f(47, 38) == 75"]
+    assert all(outcome == "worked" for _line, outcome in _box_results("lab9_verifiable_rewards", tmp_path / "9", nine))
 
 
 KEPT = {("lab6_dpo_hf", "generate_completions"): "from rlhf_helpers.sampling import sample_completions as _s\n"

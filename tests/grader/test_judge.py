@@ -89,6 +89,14 @@ def test_test_cell_rules():
     bad = J.test_cell_problems("from rlhf_helpers.checks import JUDGE, observe\nif JUDGE:\n    k = 3\n"
                                "observe(lambda: double(1))\ny = k + 1\n", names)
     assert any("only the checking side defines" in p for p in bad)
+    # an observer inside try/except: the judge replays the learner's exception as ObservedError, so
+    # `except ValueError` matched in a notebook and never in the grader (lab 9's first pass_at_k test)
+    bad = J.test_cell_problems("from rlhf_helpers.checks import observe\ntry:\n    observe(lambda: double(-1))\n"
+                               "except ValueError:\n    pass\n", names)
+    assert any("inside try/except" in p and "assert_raises" in p for p in bad)
+    fine = ("from rlhf_helpers.checks import assert_raises, attempt, observe\nobserve(lambda: double(1))\n"
+            "assert_raises(ValueError, attempt(lambda: double(-1)), 'double(-1)')\n")
+    assert J.test_cell_problems(fine, names) == []
 
 
 # ============================================================================ the encoding

@@ -240,6 +240,35 @@ def test_lab7_trains_a_reward_model_in_jupyterlab(lab_server, page):
     shoot(page, "lab7-reward-model")
 
 
+def _paste_solutions(lab: str, folder: Path) -> None:
+    """The learner copy in ``folder`` with the source's answers pasted into its solution cells."""
+    import nbformat
+
+    source = nbformat.read(REPO / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+    answers = {c.metadata.nbgrader["grade_id"]: c.source for c in source.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.read(folder / f"{lab}.ipynb", as_version=4)
+    for cell in nb.cells:
+        cell.source = answers.get(cell.metadata.get("nbgrader", {}).get("grade_id"), cell.source)
+    nbformat.write(nb, folder / f"{lab}.ipynb")
+
+
+def test_lab9_fine_tunes_to_the_answer_format_in_jupyterlab(lab_server, lab_root, page):
+    """Lab 9 opens and runs in JupyterLab up to TRL's SFTTrainer and its loss curve, for a learner who has
+    written Part A (SFT needs the learner's to_sft_example and check_completion_only_loss)."""
+    lab = "lab9_verifiable_rewards"
+    if not (lab_root / "labs" / lab).exists():
+        pytest.fail("labs/lab9_verifiable_rewards is missing: release lab 9 first (rlhf-course release)")
+    _paste_solutions(lab, lab_root / "labs" / lab)
+    open_notebook(page, lab_server, f"{lab}/{lab}.ipynb")
+    run_cells_until(page, "sft_trainer.train()")
+    cell = page.locator(f"{NOTEBOOK} .jp-Cell", has_text="sft_trainer.train()").first
+    cell.locator(".jp-OutputArea-output img").first.wait_for(timeout=120_000)  # the SFT loss plot
+    output = cell.locator(".jp-OutputArea").inner_text()
+    assert "Error" not in output and "the loss covers each completion" in output
+    shoot(page, "lab9-sft")
+
+
 def test_lab8_labels_pairs_and_resumes_after_a_reload(lab_server, lab_root, page):
     """Lab 8's labelling panel in JupyterLab: five labels by button and by key with an undo between them,
     each in labels.jsonl at once; after a page reload the re-run cell resumes the count (the kernel kept);

@@ -329,10 +329,10 @@ def hub():
         hub.passwords = read_first_passwords(state / "private" / "first-passwords.csv")
         yield hub
     finally:
-        try:
-            for user in hub.api("GET", "/users").json():
-                if user.get("servers"):
-                    hub.http.delete(f"{hub.url}/hub/api/users/{user['name']}/server", timeout=60)
+        try:  # all at once: the hub stops them side by side (one by one took about 50 s for twenty)
+            running = [u["name"] for u in hub.api("GET", "/users").json() if u.get("servers")]
+            with ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
+                list(pool.map(lambda n: hub.http.delete(f"{hub.url}/hub/api/users/{n}/server", timeout=60), running))
         except Exception:  # noqa: BLE001 - stopping the hub below stops the servers as well
             pass
         if proc is not None:
