@@ -71,4 +71,32 @@ MEASURED = {
         {"points": 0, "of": 4, "flags": []},
     ('lab8_human_feedback', 'lab8 round 2: a lookup table of the inputs round 1 revealed'):
         {"points": 2, "of": 2, "flags": []},
+    ('lab9_verifiable_rewards', "lab9 check_completion_only_loss reads the test's expectations from its frame"):
+        {"points": 2, "of": 2, "flags": []},
+    ('lab9_verifiable_rewards', 'lab9 check_completion_only_loss that always raises ValueError'):
+        {"points": 0, "of": 2, "flags": []},
+    ('lab9_verifiable_rewards', 'lab9 check_completion_only_loss that never raises'):
+        {"points": 0, "of": 2, "flags": []},
+    ('lab9_verifiable_rewards', 'lab9 checks, observe and JUDGE patched in the kernel'):
+        {"points": 0, "of": 3, "flags": ['reaches into the grading machinery (cell 8 line 2: imports rlhf_helpers.observations)', 'reaches into the grading machinery (cell 8 line 4: changes the kit: _checks.JUDGE)', 'reaches into the grading machinery (cell 8 line 5: changes the kit: _obs.JUDGE)', 'reaches into the grading machinery (cell 8 line 6: changes the kit: _checks.observe)', 'reaches into the grading machinery (cell 8 line 7: changes the kit: _checks.assert_close_float)']},
+    ('lab9_verifiable_rewards', "lab9 copy of the kit's reference behind a dead raise NotImplementedError"):
+        {"points": 7, "of": 9, "flags": ['pass_at_k relies on rlhf_helpers._args.integer, which the lab does not hand out', "similar to (the kit's reference) (0.83)"]},
+    ('lab9_verifiable_rewards', "lab9 copy of the kit's reference, renamed"):
+        {"points": 7, "of": 9, "flags": ['pass_at_k relies on rlhf_helpers._args.integer, which the lab does not hand out', "similar to (the kit's reference) (0.99)"]},
+    ('lab9_verifiable_rewards', "lab9 copy of the kit's reference, renamed, without its argument checks"):
+        {"points": 7, "of": 9, "flags": ["similar to (the kit's reference) (0.99)"]},
+    ('lab9_verifiable_rewards', "lab9 pass_at_k by pass_at_k_curve's default estimator"):
+        {"points": 0, "of": 2, "flags": []},
+    ('lab9_verifiable_rewards', 'lab9 pass_at_k from a lookup table kept in one string'):
+        {"points": 0, "of": 2, "flags": []},
+    ('lab9_verifiable_rewards', "lab9 round 1: hidden inputs read out through a visible test's error message and printing"):
+        {"points": 0, "of": 3, "flags": []},
+    ('lab9_verifiable_rewards', 'lab9 round 2: a lookup table of the inputs round 1 revealed'):
+        {"points": 2, "of": 2, "flags": ['parse_answer holds a table of 62 literal values (answers looked up, not computed?)']},
+    ('lab9_verifiable_rewards', 'lab9 round 2: the lookup table kept in one string'):
+        {"points": 2, "of": 2, "flags": []},
+    ('lab9_verifiable_rewards', 'lab9 stubs answer the visible examples only'):
+        {"points": 0, "of": 3, "flags": []},
+    ('lab9_verifiable_rewards', "lab9 the kit's parse_answer by import_module, sys.modules, its source and its bytecode"):
+        {"points": 0, "of": 2, "flags": ['reaches into the grading machinery (cell 19 line 2: imports importlib)', 'reaches into the grading machinery (cell 19 line 3: imports marshal)', 'reaches into the grading machinery (cell 19 line 21: calls importlib.import_module())', 'reaches into the grading machinery (cell 19 line 31: calls exec())', 'reaches into the grading machinery (cell 19 line 22: calls getattr() with a name built at run time)', '... and 3 more places that reach into the grading machinery']},
 }
