@@ -32,7 +32,10 @@ MACHINERY_MODULES = ("rlhf_helpers.observations", "autograder", "nbgrader")
 """Dotted names whose use in the learner's code reaches into the grading machinery."""
 MACHINERY_NAMES = frozenset({"_STATE", "_ACTIVE", "_install_tripwires", "_publish", "_next_record", "_replay",
                              "__rlhf_tripwire__", "publish_display_data", "__wrapped__", "__globals__", "__closure__",
-                             "__code__", "__dict__", "__subclasses__", "__builtins__", "_KIT_DEPTH", "_KL_REGISTRY"})
+                             "__code__", "__dict__", "__subclasses__", "__builtins__", "_KIT_DEPTH", "_KL_REGISTRY",
+                             # frames reached through an exception or a generator: the test that called it
+                             "__traceback__", "tb_frame", "tb_next", "f_back", "f_locals", "f_globals", "gi_frame",
+                             "cr_frame", "ag_frame"})
 """Attribute or variable names that only the grading machinery, or code that reaches around it, uses."""
 INTROSPECTION_MODULES = ("gc", "ctypes", "builtins", "importlib", "marshal", "dis")
 """Modules that let code reach objects by other ways than their names."""
@@ -42,7 +45,8 @@ DYNAMIC_CALLS = frozenset({"__import__", "import_module", "find_spec", "spec_fro
 """Calls that reach modules or namespaces dynamically, or change what a model computes without its weights."""
 FRAME_CALLS = ("inspect.stack", "inspect.currentframe", "inspect.getframeinfo", "inspect.getouterframes",
                "inspect.unwrap", "inspect.getmembers", "inspect.getsource", "inspect.getsourcelines",
-               "inspect.findsource", "inspect.getclosurevars", "sys._getframe")
+               "inspect.findsource", "inspect.getclosurevars", "sys._getframe", "sys.exc_info", "sys.exception",
+               "traceback.walk_stack", "traceback.walk_tb", "traceback.extract_stack", "traceback.extract_tb")
 """Calls that read the code or frames around them (the test that calls the learner's function)."""
 
 
@@ -91,12 +95,50 @@ def provenance(cells: list[tuple[str, bool]], names: list[str], first_tests: dic
         table = max((_literal_table(b.node) for b in reach.bindings if b.kind != "import"), default=0)
         if table >= TABLE_AT:
             info.flags.append(f"{name} holds a table of {table} literal values (answers looked up, not computed?)")
+        packed = _string_table([b.node for b in reach.bindings if b.kind != "import"])
+        if packed >= STRING_TABLE_AT:
+            info.flags.append(f"{name} parses a table out of a string of {packed} characters "
+                              "(answers looked up, not computed?)")
         out[name] = info
     return out
 
 
 TABLE_AT = 24
 """A graded function whose code holds a literal container of this many constants is flagged."""
+STRING_TABLE_AT = 200
+"""A graded function whose code parses a string literal this long into data is flagged."""
+_PARSERS = frozenset({"loads", "literal_eval", "eval", "split", "splitlines", "rsplit", "findall", "fromstring",
+                      "load", "reader", "b64decode", "decompress", "partition"})
+"""Calls that turn one string into many values: a table kept in a string literal goes through one."""
+
+
+def _string_table(nodes: list[ast.AST]) -> int:
+    """The longest string literal (or concatenation of literals) in the code of ``nodes`` that a parser
+    reads: an argument of ``json.loads``/``ast.literal_eval``/``eval``/... or the string a ``.split()``
+    is called on, directly or through a name bound to it (``TABLE = "..."`` then ``json.loads(TABLE)``)."""
+    def literal_length(n: ast.AST) -> int:
+        if isinstance(n, ast.Constant) and isinstance(n.value, (str, bytes)):
+            return len(n.value)
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add):
+            return literal_length(n.left) + literal_length(n.right)
+        return 0
+
+    walked = [n for node in nodes for n in ast.walk(node)]
+    literals = {t.id: literal_length(n.value) for n in walked if isinstance(n, ast.Assign) and literal_length(n.value)
+                for t in n.targets if isinstance(t, ast.Name)}
+
+    def length(n: ast.AST) -> int:
+        return literals.get(n.id, 0) if isinstance(n, ast.Name) else literal_length(n)
+
+    best = 0
+    for n in walked:
+        if isinstance(n, ast.Call):
+            called = n.func.id if isinstance(n.func, ast.Name) else n.func.attr if isinstance(n.func, ast.Attribute) else ""
+            if called in _PARSERS:
+                best = max([best, *(length(a) for a in n.args)])
+                if isinstance(n.func, ast.Attribute):
+                    best = max(best, length(n.func.value))
+    return best
 
 
 def _literal_table(node: ast.AST) -> int:
