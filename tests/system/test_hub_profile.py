@@ -54,3 +54,21 @@ def test_hub_profile_without_cache_says_what_to_do(tmp_path):
     """, tmp_path)
     assert out.returncode != 0
     assert "hub profile needs access to the Hugging Face Hub" in out.stderr and "'tiny'" in out.stderr
+
+
+def test_lab9_hub_model_loads_through_the_same_call(tmp_path, world_dir):
+    """Lab 9's ``load_math_policy`` under the hub profile asks for the small instruct model by its repo id."""
+    base = tmp_path / "models--Qwen--Qwen2.5-0.5B-Instruct"
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(COMMIT)
+    shutil.copytree(world_dir / "math" / "policy", base / "snapshots" / COMMIT)  # the tiny one, under the real id
+    out = _run("""
+        from rlhf_helpers.config import get_profile
+        from rlhf_helpers.models import load_math_policy
+        model, tok = load_math_policy()
+        assert model.config._name_or_path == "Qwen/Qwen2.5-0.5B-Instruct", model.config._name_or_path
+        assert tok.padding_side == "left" and tok.pad_token is not None
+        print(get_profile().math_problems)
+    """, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "gsm8k" in out.stdout.lower()
