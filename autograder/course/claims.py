@@ -639,8 +639,8 @@ CLAIMS += [
           after=_PASS_AT_K, figures={"curves": "curves"},
           holds=lambda f: abs(f["curves"]["GRPO"][-1] - f["curves"]["SFT"][-1]) < 0.05 and f["curves"]["SFT"][-1] > 0.9),
     Claim("lab9_verifiable_rewards", "format_only_reward_is_hacked",
-          "The format reward stayed near its ceiling, where SFT had left it, and the accuracy fell to almost nothing",
+          "The format reward stayed near its ceiling, where SFT had left it, while the accuracy fell well below the SFT model's",
           after='scores["format only"] = evaluate(hacked, "format only")', figures={"scores": "scores"},
           holds=lambda f: f["scores"]["format only"]["format"] >= max(0.9, f["scores"]["SFT"]["format"] - 0.02)
-          and f["scores"]["format only"]["exact"] < 0.1),
+          and f["scores"]["format only"]["exact"] <= 0.5 * f["scores"]["SFT"]["exact"]),
 ]
