@@ -41,6 +41,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
                        "trl.DPOTrainer.compute_ref_log_probs", "trl.KTOTrainer._compute_kl_logps"),
     "dpo_loss": ("trl.DPOTrainer.compute_loss", "trl.trainer.dpo_trainer.DPOTrainer._compute_loss"),
     "reward_loss": ("trl.RewardTrainer.compute_loss",),
+    "answer_reward": ("trl.rewards.accuracy_reward", "trl.rewards.reasoning_accuracy_reward"),
+    "format_reward": ("trl.rewards.think_format_reward",),
     "sem": ("scipy.stats.sem", "pandas.Series.sem", "pandas.DataFrame.sem"),
     "kappa": ("sklearn.metrics.cohen_kappa_score", "statsmodels.stats.inter_rater.cohens_kappa"),
     "wilson": ("statsmodels.stats.proportion.proportion_confint",
