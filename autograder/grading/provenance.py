@@ -97,7 +97,7 @@ def provenance(cells: list[tuple[str, bool]], names: list[str], first_tests: dic
             info.flags.append(f"{name} holds a table of {table} literal values (answers looked up, not computed?)")
         packed = _string_table([b.node for b in reach.bindings if b.kind != "import"])
         if packed >= STRING_TABLE_AT:
-            info.flags.append(f"{name} parses a table out of a string of {packed} characters "
+            info.flags.append(f"{name} parses a table of {packed} characters out of a string "
                               "(answers looked up, not computed?)")
         out[name] = info
     return out

@@ -41,10 +41,10 @@ def test_honest_error_handling_is_not_flagged():
 def test_a_table_kept_in_a_string_is_flagged_like_a_literal_table():
     table = {f"<answer>{i}</answer>": i for i in range(40)}
     packed = f"import json\nTABLE = {json.dumps(json.dumps(table))}\ndef f(text):\n    return json.loads(TABLE).get(text)\n"
-    assert any("parses a table out of a string" in flag for flag in _flags(packed))
+    assert any("parses a table of" in flag and "characters out of a string" in flag for flag in _flags(packed))
     rows = "\n".join(f"{k}={v}" for k, v in table.items())
     inline = f"def f(text):\n    return dict(line.split('=') for line in {rows!r}.split('\\n')).get(text)\n"
-    assert any("parses a table out of a string" in flag for flag in _flags(inline))
+    assert any("parses a table of" in flag and "characters out of a string" in flag for flag in _flags(inline))
     literal = f"def f(text):\n    return {table!r}.get(text)\n"
     assert any("table of" in flag for flag in _flags(literal)) and len(table) * 2 >= TABLE_AT
 

@@ -193,8 +193,17 @@ class Hub:
         deadline = time.monotonic() + timeout
         try:
             while not (replied and idle):
-                assert time.monotonic() < deadline, f"{user}'s kernel did not answer: {out}"
-                msg = json.loads(ws.recv())
+                left = deadline - time.monotonic()
+                assert left > 0, f"{user}'s kernel did not answer: {out}"
+                # control frames too, so the deadline holds while the server's pings keep the socket alive
+                ws.settimeout(left)
+                try:
+                    opcode, data = ws.recv_data(control_frame=True)
+                except websocket.WebSocketTimeoutException:
+                    raise AssertionError(f"{user}'s kernel did not answer within {timeout} s: {out}") from None
+                if opcode != websocket.ABNF.OPCODE_TEXT:
+                    continue
+                msg = json.loads(data)
                 kind, content = msg["msg_type"], msg["content"]
                 if kind == "status" and content["execution_state"] in ("restarting", "autorestarting", "dead"):
                     out["died"] = True
