@@ -88,3 +88,26 @@ def test_instructor_notes_exist_for_every_lab():
     """The authors' measured figures have a home: docs/instructor/<lab_id>.md."""
     missing = [lab for lab in LAB_IDS if not (REPO / "docs" / "instructor" / f"{lab}.md").is_file()]
     assert not missing, f"no instructor notes for {missing} (docs/instructor/<lab_id>.md)"
+
+
+@pytest.mark.parametrize("lab", PARAMS)
+def test_each_part_heading_states_the_points_of_its_cells(lab):
+    """A "## Part X: ... (N points)" heading says how many points the graded cells below it (up to
+    the next second-level heading) are worth; a part without graded cells states none."""
+    nb = nbformat.read(source_notebook(SOLUTIONS, lab), as_version=4)
+    part, stated, counted = None, {}, {}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("## "):
+                    heading = re.match(r"## (Part [A-Z])\b.*?(?:\(([^()]*\bpoints?\b[^()]*)\))?\s*$", line)
+                    part = heading.group(1) if heading else None
+                    if part:  # "(5 points)", "(4 points + 2 written)"
+                        stated[part] = sum(int(n) for n in re.findall(r"\d+", heading.group(2) or ""))
+                        counted[part] = 0
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and part:
+            counted[part] += meta.get("points", 0)
+    assert counted, f"{lab}: no '## Part' heading"
+    wrong = {p: f"says {stated[p]}, its cells hold {counted[p]:g}" for p in counted if stated[p] != counted[p]}
+    assert not wrong, f"{lab}: {wrong}"
