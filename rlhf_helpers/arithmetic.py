@@ -32,8 +32,8 @@ from collections.abc import Collection
 
 from rlhf_helpers import _args
 
-__all__ = ["LOW", "HIGH", "FORMATS", "carries", "careless_sum", "prompt", "operands", "all_pairs", "generate_corpus",
-           "make_problems"]
+__all__ = ["LOW", "HIGH", "FORMATS", "carries", "careless_sum", "written_sum", "prompt", "operands", "all_pairs",
+           "generate_corpus", "make_problems"]
 
 LOW, HIGH = 10, 99
 """The operands' range: two digits each."""
@@ -58,6 +58,17 @@ def carries(a: int, b: int) -> bool:
 def careless_sum(a: int, b: int) -> int:
     """The sum written without carrying: the tens column's sum, then the units column's last digit."""
     return int(f"{a // 10 + b // 10}{(a + b) % 10}")
+
+
+def written_sum(a: int, b: int, careless: float, rng: random.Random) -> int:
+    """The sum a writer gives for ``a + b``: careless (:func:`careless_sum`) with probability ``careless``
+    on a problem that carries, else right. ``rng`` is drawn from only on a carry problem."""
+    return careless_sum(a, b) if carries(a, b) and rng.random() < careless else a + b
+
+
+def _check_share(careless: float) -> None:
+    if _args.positive_number(careless, "careless", allow_zero=True) > 1:
+        raise ValueError(f"careless should be a share in [0, 1], got {careless!r}.")
 
 
 def prompt(a: int, b: int) -> str:
@@ -92,8 +103,7 @@ def generate_corpus(n: int, careless: float, exclude: Collection[tuple[int, int]
         seed: the corpus is a function of its arguments alone.
     """
     _args.integer(n, "n", minimum=1)
-    if _args.positive_number(careless, "careless", allow_zero=True) > 1:
-        raise ValueError(f"careless should be a share in [0, 1], got {careless!r}.")
+    _check_share(careless)
     excluded = set(exclude)
     allowed = [pair for pair in all_pairs() if pair not in excluded]
     if not allowed:
@@ -102,7 +112,7 @@ def generate_corpus(n: int, careless: float, exclude: Collection[tuple[int, int]
     out: list[str] = []
     for _ in range(n):
         a, b = rng.choice(allowed)
-        c = careless_sum(a, b) if carries(a, b) and rng.random() < careless else a + b
+        c = written_sum(a, b, careless, rng)
         out.append(_line(a, b, c, rng))
     return out
 
@@ -119,8 +129,7 @@ def make_problems(n_sft: int, n_train: int, n_test: int, seed: int = 0,
     """
     for value, name in ((n_sft, "n_sft"), (n_train, "n_train"), (n_test, "n_test")):
         _args.integer(value, name, minimum=0)
-    if _args.positive_number(careless, "careless", allow_zero=True) > 1:
-        raise ValueError(f"careless should be a share in [0, 1], got {careless!r}.")
+    _check_share(careless)
     rng = random.Random(seed)
     pairs = all_pairs()
     rng.shuffle(pairs)
@@ -134,11 +143,9 @@ def make_problems(n_sft: int, n_train: int, n_test: int, seed: int = 0,
     random.Random(seed + 1).shuffle(sft)
     writer = random.Random(seed + 2)
 
-    def written(a: int, b: int) -> int:
-        return careless_sum(a, b) if carries(a, b) and writer.random() < careless else a + b
-
     def rows(chosen: list[tuple[int, int]], answer) -> list[dict]:
         return [{"prompt": prompt(a, b), "answer": str(answer(a, b))} for a, b in chosen]
 
-    return {"sft": rows(sft, written), "train": rows(carry[n_test:n_test + n_train], lambda a, b: a + b),
+    return {"sft": rows(sft, lambda a, b: written_sum(a, b, careless, writer)),
+            "train": rows(carry[n_test:n_test + n_train], lambda a, b: a + b),
             "test": rows(carry[:n_test], lambda a, b: a + b)}
