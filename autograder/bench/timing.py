@@ -53,18 +53,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from autograder.labs import find_labs, source_notebook
+from autograder.labs import budget, find_labs, source_notebook
 
-ALONE_BUDGET_S = 60
-LONG_LABS = {"lab7": 120, "lab9": 120}
-"""Labs (by their number prefix) with a longer budget than ALONE_BUDGET_S."""
 GRADED_FACTOR = 1.5
 """A submission graded beside another (``--jobs 2``) may take this times its lab's budget: 90 s, 180 s for lab 7."""
 BUSY_FACTOR = 2.0
-
-
-def budget(lab: str) -> float:
-    return next((s for prefix, s in LONG_LABS.items() if lab.startswith(prefix + "_")), ALONE_BUDGET_S)
 
 
 def graded_budget(lab: str) -> float:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.cells import is_test_cell
-from autograder.labs import source_notebook
+from autograder.labs import budget, source_notebook
 
 SEEDS = (0, 1, 2, 3, 4)
 SEED_STRIDE = 1000
@@ -236,8 +236,10 @@ def run_lab(solutions: Path, lab: str, seed: int = 0, claims: Sequence[Claim] | 
 
 def sweep(solutions: Path, labs: Sequence[str], seeds: Sequence[int] = SEEDS, jobs: int = 2,
           progress: Callable[[str], None] = print) -> list[Verdict]:
-    """Every claim of ``labs`` on every seed; ``jobs`` notebooks at a time."""
+    """Every claim of ``labs`` on every seed; ``jobs`` notebooks at a time, the long labs first (a long
+    lab started last would run alone at the end)."""
     tasks = [(lab, seed) for seed in seeds for lab in labs if any(c.lab == lab for c in CLAIMS)]
+    tasks.sort(key=lambda task: -budget(task[0]))  # stable: seeds and labs in order otherwise
 
     def one(task):
         lab, seed = task
