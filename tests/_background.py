@@ -2,14 +2,11 @@
 
 Grading every lab's copies, grading the hostile corpus, and running every solution for its claims
 take about twelve of CI's minutes on 2 cores, and each is one module fixture that its tests only
-read. The rest of the suite leaves a core idle for most of its time (one pytest process, servers,
-browsers and timeouts). So when pytest has chosen its tests, ``start`` runs the ones those tests need,
-one after another, in a separate process under the idle CPU policy (it gets the CPU time no other
-process wants, and the foreground keeps its speed), and the modules that read them run last. Each
-module's fixture calls ``result``, which waits for its run and returns what the run returned.
-
-Only single-threaded work belongs here (the labs' tiny models run on one thread): a run of two torch
-threads, one of them starved, spins (the world's rebuild took 581 s here against 123 s alone).
+read. Run in the foreground they leave a core idle while the rest of the suite waits on servers,
+browsers and timeouts. So when pytest has chosen its tests, ``start`` runs the ones those tests need,
+one after another, in a separate process at a lower CPU priority (``nice`` 10: the foreground
+tests keep the machine when they want it), and the modules that read them run last. Each module's
+fixture calls ``result``, which waits for its run and returns what the run returned.
 
 The runs are plain functions of their test module (``WORK``), called with a scratch folder of their
 own; what they return is pickled. They run in a process of their own, with the environment the
@@ -35,15 +32,15 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 
 WORK = {  # fixture name -> (its test module, the function that computes it); in the order they run
+    "rebuilt": ("helpers/test_world.py", "rebuild_the_world"),
     "graded_labs": ("labs/test_labs.py", "grade_the_labs"),
     "graded_attacks": ("labs/test_hostile_corpus.py", "grade_the_attacks"),
     "verdicts": ("labs/test_claims.py", "run_the_claims"),
 }
 NICE = 10
-"""Where the idle policy is refused: a nice value instead."""
 LIMITS = {"cell_timeout": 900, "budget": 3600}
-"""The grader's limits for the classes graded here: a run may wait while the foreground has the
-cores, and that wait must never read as a slow cell. What the limits cut is tested on the fixture
+"""The grader's limits for the classes graded here: at ``NICE`` a run may wait while the foreground has
+the cores, and that wait must never read as a slow cell. What the limits cut is tested on the fixture
 class (tests/grader/test_grading.py); how long the labs take, by the benchmark."""
 
 _run: dict = {}  # "folder", "proc", "names" of the session's background process
@@ -71,12 +68,8 @@ def start(names: list[str]) -> None:
 
 
 def _lower_priority() -> None:
-    """In the child: the idle policy (CPU time no other process wants; inherited by every process it
-    starts), else nice ``NICE``. A nice value alone cost the foreground a third of its speed in CI."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, max(NICE, os.getpriority(os.PRIO_PROCESS, 0)))
+    """In the child: nice ``NICE``, or lower still where the session already runs lower."""
+    os.setpriority(os.PRIO_PROCESS, 0, max(NICE, os.getpriority(os.PRIO_PROCESS, 0)))
 
 
 def result(name: str, work, poll_s: float = 0.5):
