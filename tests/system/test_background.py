@@ -53,13 +53,9 @@ def test_the_modules_that_wait_go_last_in_the_order_they_run():
 
 @pytest.fixture
 def fake_works(tmp_path, monkeypatch):
-    """Works of this test's own, and a state of their own: the session's background run (this
-    session may have one) is neither read, nor stopped, nor forgotten here."""
     (tmp_path / "works.py").write_text(WORKS)
     works = {name: (str(tmp_path / "works.py"), name) for name in ("value", "skipped", "priority", "broken")}
     monkeypatch.setattr(background, "WORK", works)
-    monkeypatch.setattr(background, "_run", {})
-    monkeypatch.setattr(background, "_inline", [])
     yield works
     background.stop()
 
