@@ -4,7 +4,6 @@ import filecmp
 import json
 
 import pytest
-import _background as background
 
 from rlhf_helpers.build_world import MathWorldConfig, WorldConfig, build_math_world, build_world
 
@@ -81,19 +80,9 @@ def test_shipped_math_part_matches_its_manifest_and_gates(world_dir):
     assert {s: len(load_math_problems(s, "tiny")) for s in ("sft", "train", "test")} == manifest["problems"]
 
 
-def rebuild_the_world(scratch):
-    """The whole tiny world rebuilt from seed 0 (in the background: tests/_background.py)."""
-    return build_world(scratch / "world", seed=0)
-
-
-@pytest.fixture(scope="module")
-def rebuilt():
-    return background.result("rebuilt", rebuild_the_world)
-
-
 @pytest.mark.slow
-def test_full_rebuild_passes_the_gates_and_matches_the_shipped_world(rebuilt, world_dir):
-    report = rebuilt
+def test_full_rebuild_passes_the_gates_and_matches_the_shipped_world(tmp_path, world_dir):
+    report = build_world(tmp_path / "world", seed=0)
     assert report["gates_passed"], report["gates"]
     shipped = json.loads((world_dir / "MANIFEST.json").read_text())
     # The corpus and tokenizer are exact; trained weights may differ in the last bits across CPUs.
