@@ -147,6 +147,8 @@ def run_cells_until(page, marker: str) -> None:
     """Run cells one at a time, as a learner pressing Shift+Enter would, up to and
     including the first cell whose source contains ``marker``. Unanswered exercises
     raise in the student copy; running cell by cell carries on past them."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     cells = page.locator(f"{NOTEBOOK} .jp-Cell")
     # JupyterLab draws the cells below the first screen a moment after the notebook opens
     page.wait_for_function(f"m => [...document.querySelectorAll('{NOTEBOOK} .jp-Cell .jp-InputArea-editor')]"
@@ -156,11 +158,23 @@ def run_cells_until(page, marker: str) -> None:
     assert target is not None, f"no cell contains {marker!r}"
     for i in range(target + 1):
         cell = cells.nth(i)
-        cell.locator(".jp-InputArea-prompt").first.click()
-        page.keyboard.press("Shift+Enter")
-        if "jp-CodeCell" in (cell.get_attribute("class") or ""):
-            prompt = cell.locator(".jp-InputArea-prompt").first.element_handle()
-            page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)", arg=prompt, timeout=180_000)
+        if "jp-CodeCell" not in (cell.get_attribute("class") or ""):
+            cell.locator(".jp-InputArea-prompt").first.click()
+            page.keyboard.press("Shift+Enter")
+            continue
+        prompt = cell.locator(".jp-InputArea-prompt").first.element_handle()
+        # On a busy machine JupyterLab can drop the first Shift+Enter after a notebook opens (its prompt
+        # stays '[ ]' and the kernel idle): press it again until the cell is queued ('[*]') or has run.
+        for attempt in range(3):
+            cell.locator(".jp-InputArea-prompt").first.click()
+            page.keyboard.press("Shift+Enter")
+            try:
+                page.wait_for_function("el => /\\[(\\d+|\\*)\\]/.test(el.textContent)", arg=prompt, timeout=20_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
+        page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)", arg=prompt, timeout=180_000)
 
 
 def set_readout(page, control, value: str) -> None:
