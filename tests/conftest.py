@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import _background as background
+
 # Nothing in the tests may reach the Hugging Face Hub.
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(var, "1")
@@ -60,15 +62,29 @@ def pytest_runtest_teardown(item):
     _heavy_allowed[0] = True
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have chosen the tests
 def pytest_collection_modifyitems(config, items):
+    """GPU tests are skipped without a GPU. The long class runs that the chosen tests read start in
+    the background now, and the modules that read them go last (tests/_background.py)."""
     import torch
 
-    if torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+    if config.option.collectonly or not items:
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    place = {}  # a module goes where its last-placed test goes: a module's tests stay together
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        module = getattr(item, "module", None)
+        place[module] = max(place.get(module, 0), background.order(item.fixturenames))
+    items.sort(key=lambda item: place[getattr(item, "module", None)])  # stable: pytest's order otherwise
+    background.start([name for item in items for name in background.WORK if name in item.fixturenames])
+
+
+def pytest_sessionfinish(session):
+    background.stop()
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import _background as background
 
 from autograder.course import claims as K
 from autograder.labs import find_labs, source_notebook
@@ -98,12 +99,20 @@ def test_a_claim_that_fails_or_cannot_be_read_says_so():
     assert not broken.ok and "KeyError" in broken.error and "seed 3" in broken.line()
 
 
+def run_the_claims(scratch: Path) -> list[dict]:
+    """Every lab's solution run once (seed 0), two at a time, and its claims judged (in the
+    background: tests/_background.py). Plain data: a claim's checks are functions, not pickled."""
+    return [dict(lab=v.claim.lab, id=v.claim.id, seed=v.seed, figures=v.figures, ok=v.ok, error=v.error)
+            for v in K.sweep(SOLUTIONS, LAB_IDS, seeds=(0,), jobs=2, progress=print)]
+
+
 @pytest.fixture(scope="module")
 def verdicts():
-    """Every lab's solution run once (seed 0), two at a time, and its claims judged."""
+    claims = {(c.lab, c.id): c for c in K.CLAIMS}
     by_lab: dict[str, list[K.Verdict]] = {}
-    for v in K.sweep(SOLUTIONS, LAB_IDS, seeds=(0,), jobs=2, progress=print):
-        by_lab.setdefault(v.claim.lab, []).append(v)
+    for v in background.result("verdicts", run_the_claims):
+        claim = claims[v.pop("lab"), v.pop("id")]
+        by_lab.setdefault(claim.lab, []).append(K.Verdict(claim, **v))
     return by_lab
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import _background as background
 from corpus.hostile import ATTACKS_BY_LAB, LABS, hostile_notebook, student_id
 
 from autograder.grading import answer_key as AK
@@ -78,9 +79,9 @@ FIXED_INPUTS = {"lab8 round 2: a lookup table of the inputs round 1 revealed": "
 """A lookup table of inputs leaked earlier still matches (hidden inputs are fixed): flagged instead."""
 
 
-@pytest.fixture(scope="module")
-def graded_attacks(tmp_path_factory):
-    """Every attack of the corpus graded as one class, --jobs 2, through the real grader."""
+def grade_the_attacks(root: Path):
+    """Every attack of the corpus graded as one class in ``root``, --jobs 2, through the real grader
+    (in the background: tests/_background.py)."""
     from autograder.grading.records import Settings
     from autograder.grading.batch import grade_class
     from autograder.grading.sandbox import probe
@@ -88,11 +89,16 @@ def graded_attacks(tmp_path_factory):
 
     if probe():
         pytest.skip(probe())
-    root = tmp_path_factory.mktemp("hostile")
     students = write_class(root / "subs")
-    records = {(r.student_id, r.lab_id): r for r in grade_class(root / "subs", root / "out", SOLUTIONS, Settings(jobs=2),
+    settings = Settings(jobs=2, **background.LIMITS)
+    records = {(r.student_id, r.lab_id): r for r in grade_class(root / "subs", root / "out", SOLUTIONS, settings,
                                                                  progress=print)}
     return students, records, root / "out"
+
+
+@pytest.fixture(scope="module")
+def graded_attacks():
+    return background.result("graded_attacks", grade_the_attacks)
 
 
 def _earned(record, targets) -> float:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import _background as background
 
 from autograder.course.release import _tree_diff, build_release
 from autograder.grading.validation import validate_source
@@ -76,15 +77,14 @@ def _solved_copy(lab: str, released: Path, dst: Path) -> None:
     nbformat.write(nb, dst / f"{lab}.ipynb")
 
 
-@pytest.fixture(scope="module")
-def graded_labs(tmp_path_factory):
-    """Solutions and blank copies of every valid lab, graded as one class with --jobs 2."""
+def grade_the_labs(root: Path) -> dict:
+    """Each valid lab's solution, blank copy, cheat, stub and honest variants, graded as one class
+    with --jobs 2 in ``root`` (in the background: tests/_background.py)."""
     if probe():
         pytest.skip(probe())
     from autograder.grading.records import Settings
     from autograder.grading.batch import grade_class
 
-    root = tmp_path_factory.mktemp("labs")
     valid = [lab for lab in LAB_IDS if not validate_source(source_notebook(SOLUTIONS, lab))]
     build_release(SOLUTIONS, root / "released", valid)
     import rlhf_helpers
@@ -108,11 +108,17 @@ def graded_labs(tmp_path_factory):
             if variant == "a" or (lab, variant) in FINDINGS:
                 write(f"honest_{variant}", lab, honest_notebook(lab, variant, released))
     start = time.perf_counter()
-    records = grade_class(root / "subs", root / "out", SOLUTIONS, Settings(jobs=2), progress=print) if valid else []
+    settings = Settings(jobs=2, **background.LIMITS)
+    records = grade_class(root / "subs", root / "out", SOLUTIONS, settings, progress=print) if valid else []
     print(f"graded {len(records)} lab notebooks in {time.perf_counter() - start:.0f} s")
     graded = {(r.student_id, r.lab_id): r for r in records}
     graded["out"] = root / "out"
     return graded
+
+
+@pytest.fixture(scope="module")
+def graded_labs():
+    return background.result("graded_labs", grade_the_labs)
 
 
 def _record(graded_labs, who: str, lab: str) -> dict:
