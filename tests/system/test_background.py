@@ -105,10 +105,35 @@ def test_a_background_process_runs_idle_and_in_the_order_of_the_table(fake_works
     try:
         proc, folder = background._run["proc"], background._run["folder"]
         assert background._run["names"] == ["value", "priority", "broken"]
+        proc.wait(timeout=60)  # before any wait in result(), which would give it the normal policy
         assert background.result("value", None)["n"] == 3
         policy, nice = background.result("priority", None)
         assert policy == os.SCHED_IDLE or nice >= background.NICE, (policy, nice)
-        proc.wait(timeout=60)
         assert "value:" in (folder / "log.txt").read_text()
     finally:
         background.stop()
+
+
+def test_the_first_wait_gives_the_background_and_its_children_the_normal_policy_again():
+    """Idle until the foreground waits on it; then every process and thread under it runs normally,
+    else a machine kept busy by something else would never let it finish."""
+    tree = ("import subprocess, sys, threading, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "print(child.pid, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", tree], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=background._lower_priority)
+    try:
+        child = int(proc.stdout.readline())
+        threads = [int(t) for pid in (proc.pid, child) for t in os.listdir(f"/proc/{pid}/task")]
+        assert len(threads) >= 3
+        if os.sched_getscheduler(proc.pid) != os.SCHED_IDLE:
+            pytest.skip("this machine refuses the idle policy")
+        assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_IDLE}
+        assert set(background._tree(proc.pid)) == {proc.pid, child}
+        background._promote(proc.pid)
+        assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_OTHER}
+    finally:
+        proc.kill()
+        proc.wait()
+        os.kill(child, 9)
