@@ -53,15 +53,27 @@ def small_class(tmp_path_factory) -> Path:
     return subs
 
 
-@pytest.mark.slow
-def test_merging_the_shards_gives_the_whole_class(small_class, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def shards(small_class, tmp_path_factory) -> list[Path]:
+    """The small class graded as shards 0/2 and 1/2 (each test merges copies of them)."""
     if SANDBOX_PROBLEM:
         pytest.skip(SANDBOX_PROBLEM)
+    folder = tmp_path_factory.mktemp("shards")
+    outs = [folder / f"shard{k}" for k in range(2)]
+    for k, out in enumerate(outs):
+        rlhf_course("grade", str(small_class), "--out", str(out), "--shard", f"{k}/2", *LIMITS)
+    return outs
+
+
+def _copies(shards: list[Path], dst: Path) -> list[Path]:
+    return [Path(shutil.copytree(out, dst / out.name)) for out in shards]
+
+
+@pytest.mark.slow
+def test_merging_the_shards_gives_the_whole_class(small_class, shards, tmp_path, capsys):
     whole, merged = tmp_path / "whole", tmp_path / "merged"
     assert rlhf_course("grade", str(small_class), "--out", str(whole), "--jobs", "2", *LIMITS) == 1  # ann: unknown lab
-    shards = [tmp_path / f"shard{k}" for k in range(2)]
-    for k, out in enumerate(shards):
-        rlhf_course("grade", str(small_class), "--out", str(out), "--shard", f"{k}/2", *LIMITS)
+    shards = _copies(shards, tmp_path)
     graded = [{row[0] for row in _rows(out / "grades.csv")[1:]} for out in shards]
     assert graded[0] and graded[1] and not graded[0] & graded[1], "each shard grades its own part of the class"
     capsys.readouterr()
@@ -80,15 +92,11 @@ def test_merging_the_shards_gives_the_whole_class(small_class, tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_merge_refuses_a_missing_shard_and_reports_a_changed_submission(small_class, tmp_path):
-    if SANDBOX_PROBLEM:
-        pytest.skip(SANDBOX_PROBLEM)
+def test_merge_refuses_a_missing_shard_and_reports_a_changed_submission(small_class, shards, tmp_path):
     subs = tmp_path / "subs"
     shutil.copytree(small_class, subs)
     shutil.rmtree(subs / "ann")
-    shards = [tmp_path / f"shard{k}" for k in range(2)]
-    for k, out in enumerate(shards):
-        assert rlhf_course("grade", str(subs), "--out", str(out), "--shard", f"{k}/2", *LIMITS) == 0
+    shards = _copies(shards, tmp_path)  # graded from small_class: the notebooks of subs are the same
     solutions = ["--solutions", LIMITS[LIMITS.index("--solutions") + 1]]
     with pytest.raises(ValueError, match=r"shards \[1\] of 2 are missing"):
         from autograder.grading.batch import merge_shards
