@@ -500,8 +500,8 @@ def test_a_worker_that_overruns_is_killed_and_the_class_goes_on(tmp_path, monkey
     # from the rest of the suite for that minute; the spinning loops meet the cell timeout in the
     # fixture class).
     monkeypatch.setattr(G, "WORKER_MARGIN_S", -60)
-    shutil.copytree(CLASS / "raises", tmp_path / "subs" / "raises")
-    shutil.copytree(CLASS / "infinite_loop", tmp_path / "subs" / "infinite_loop")
+    for student in ("infinite_loop", "raises"):
+        shutil.copytree(CLASS / student, tmp_path / "subs" / student)
     path = tmp_path / "subs" / "infinite_loop" / LAB / f"{LAB}.ipynb"
     nb = nbformat.read(path, as_version=4)
     spin = "def softmax(logits):\n    while True:\n        pass"
