@@ -185,11 +185,28 @@ class Hub:
                             "content": content}))
         return ws, msg_id
 
+    @staticmethod
+    def _messages(ws, timeout: float):
+        """The kernel's messages on ``ws`` (parsed), until ``timeout`` seconds have passed; closes ``ws``."""
+        import websocket
+
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                # control frames too, so the deadline holds while the server's pings keep the socket alive
+                ws.settimeout(left)
+                try:
+                    opcode, data = ws.recv_data(control_frame=True)
+                except websocket.WebSocketTimeoutException:
+                    return
+                if opcode == websocket.ABNF.OPCODE_TEXT:
+                    yield json.loads(data)
+        finally:
+            ws.close()
+
     def run(self, user: str, code: str, timeout: float = 600) -> dict:
         """Execute ``code`` in ``user``'s kernel (started once); returns its stdout, stderr, error (the
         exception's name) and whether the kernel died meanwhile."""
-        import websocket
-
         if user not in self.kernels:
             self.start([user])
             self.kernels[user] = self.server("POST", user, "/api/kernels", json={"name": "python3"}).json()["id"]
@@ -198,60 +215,31 @@ class Hub:
                                  "allow_stdin": False, "stop_on_error": True})
         out = {"stdout": "", "stderr": "", "error": None, "died": False}
         replied = idle = False
-        deadline = time.monotonic() + timeout
-        try:
-            while not (replied and idle):
-                left = deadline - time.monotonic()
-                assert left > 0, f"{user}'s kernel did not answer: {out}"
-                # control frames too, so the deadline holds while the server's pings keep the socket alive
-                ws.settimeout(left)
-                try:
-                    opcode, data = ws.recv_data(control_frame=True)
-                except websocket.WebSocketTimeoutException:
-                    raise AssertionError(f"{user}'s kernel did not answer within {timeout} s: {out}") from None
-                if opcode != websocket.ABNF.OPCODE_TEXT:
-                    continue
-                msg = json.loads(data)
-                kind, content = msg["msg_type"], msg["content"]
-                if kind == "status" and content["execution_state"] in ("restarting", "autorestarting", "dead"):
-                    out["died"] = True
-                    return out
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if kind == "stream":
-                    out[content["name"]] += content["text"]
-                elif kind == "error":
-                    out["error"] = content["ename"]
-                elif kind == "execute_reply":
-                    replied = True
-                elif kind == "status" and content["execution_state"] == "idle":
-                    idle = True
-        finally:
-            ws.close()
-        return out
+        for msg in self._messages(ws, timeout):
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status" and content["execution_state"] in ("restarting", "autorestarting", "dead"):
+                out["died"] = True
+                return out
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if kind == "stream":
+                out[content["name"]] += content["text"]
+            elif kind == "error":
+                out["error"] = content["ename"]
+            elif kind == "execute_reply":
+                replied = True
+            elif kind == "status" and content["execution_state"] == "idle":
+                idle = True
+            if replied and idle:
+                return out
+        raise AssertionError(f"{user}'s kernel did not answer within {timeout} s: {out}")
 
     def answers(self, user: str, timeout: float) -> bool:
         """Whether ``user``'s kernel replies to a kernel_info request within ``timeout`` seconds (it runs
         no code)."""
-        import websocket
-
         ws, msg_id = self._send(user, "kernel_info_request", timeout, {})
-        deadline = time.monotonic() + timeout
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                ws.settimeout(left)
-                try:
-                    opcode, data = ws.recv_data(control_frame=True)
-                except websocket.WebSocketTimeoutException:
-                    return False
-                if opcode == websocket.ABNF.OPCODE_TEXT:
-                    msg = json.loads(data)
-                    if (msg["msg_type"] == "kernel_info_reply"
-                            and msg.get("parent_header", {}).get("msg_id") == msg_id):
-                        return True
-            return False
-        finally:
-            ws.close()
+        return any(msg["msg_type"] == "kernel_info_reply" and msg.get("parent_header", {}).get("msg_id") == msg_id
+                   for msg in self._messages(ws, timeout))
 
     # the instructor's commands, as in a terminal on the instructor's server
     def instructor(self, *args: str) -> str:
